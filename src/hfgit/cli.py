@@ -1,0 +1,339 @@
+"""The ``hfgit`` command: run the server and administer users, orgs, repos and tokens.
+
+Secrets go to stdout alone (``T=$(hfgit token create …)`` works); everything else a
+person should read goes to stderr. Errors exit non-zero with a message saying what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from . import __version__
+from .accounts import Accounts, AccountsError, InvalidInput, parse_scope
+from .config import Settings
+from .names import REPO_TYPES, InvalidName, RepoId
+from .store import DatabaseUnavailable
+
+
+def _store_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--data-dir", help="data directory (default: $HFGIT_DATA_DIR or ~/.local/share/hfgit)"
+    )
+    parent.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL (default: $HFGIT_DATABASE_URL or sqlite in the data directory)",
+    )
+    return parent
+
+
+def _repo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--type", choices=REPO_TYPES, default="model", help="repo type")
+    parser.add_argument("repo", metavar="NS/NAME")
+
+
+def _read_secret_line(what: str) -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise InvalidInput(f"Expected the {what} on standard input.")
+    return line.rstrip("\r\n")
+
+
+def _time(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# Commands
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .serve import ServeOptions, serve
+
+    serve(settings, ServeOptions(host=args.host, port=args.port, workers=args.workers))
+    return 0
+
+
+def cmd_user_add(args, settings) -> int:
+    password = _read_secret_line("password") if args.password_stdin else None
+    Accounts.open(settings).create_user(args.name, password)
+    print(f"Created user {args.name}.", file=sys.stderr)
+    return 0
+
+
+def cmd_user_passwd(args, settings) -> int:
+    Accounts.open(settings).set_password(args.name, _read_secret_line("password"))
+    print(f"Password of {args.name} set.", file=sys.stderr)
+    return 0
+
+
+def cmd_org_add(args, settings) -> int:
+    Accounts.open(settings).create_org(args.name)
+    print(f"Created organization {args.name}.", file=sys.stderr)
+    return 0
+
+
+def cmd_org_member(args, settings) -> int:
+    accounts = Accounts.open(settings)
+    if args.remove:
+        accounts.remove_member(args.org, args.user)
+        print(f"Removed {args.user} from {args.org}.", file=sys.stderr)
+    else:
+        if not args.role:
+            raise InvalidInput("Give --role read|contributor|write|admin, or --remove.")
+        accounts.set_member(args.org, args.user, args.role)
+        print(f"{args.user} has the {args.role} role in {args.org}.", file=sys.stderr)
+    return 0
+
+
+def cmd_repo_create(args, settings) -> int:
+    repo_id = RepoId.parse(args.repo, args.type)
+    Accounts.open(settings).create_repo(
+        repo_id, private=args.private, gated=args.gated or "off", creator=args.creator
+    )
+    print(f"Created {repo_id}.", file=sys.stderr)
+    return 0
+
+
+def cmd_repo_set(args, settings) -> int:
+    repo_id = RepoId.parse(args.repo, args.type)
+    record = Accounts.open(settings).update_repo(repo_id, private=args.private, gated=args.gated)
+    visibility = "private" if record.facts.private else "public"
+    print(f"{repo_id}: {visibility}, gated {record.facts.gated}.", file=sys.stderr)
+    return 0
+
+
+def cmd_repo_list(args, settings) -> int:
+    records = Accounts.open(settings).list_repos()
+    if args.json:
+        rows = [
+            {
+                "type": r.facts.type,
+                "id": r.facts.repo_id,
+                "private": r.facts.private,
+                "gated": r.facts.gated,
+                "creator": r.facts.creator,
+                "createdAt": r.created_at,
+            }
+            for r in records
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in records:
+        flags = ["private" if r.facts.private else "public"]
+        if r.facts.gated != "off":
+            flags.append(f"gated={r.facts.gated}")
+        print(f"{r.facts.type:8} {r.facts.repo_id:40} {' '.join(flags)}")
+    return 0
+
+
+def cmd_repo_delete(args, settings) -> int:
+    repo_id = RepoId.parse(args.repo, args.type)
+    Accounts.open(settings).delete_repo(repo_id)
+    print(f"Deleted {repo_id}.", file=sys.stderr)
+    return 0
+
+
+def cmd_access_grant(args, settings) -> int:
+    repo_id = RepoId.parse(args.repo, args.type)
+    Accounts.open(settings).set_access(repo_id, args.user, "accepted")
+    print(f"{args.user} may now read gated {repo_id}.", file=sys.stderr)
+    return 0
+
+
+def cmd_token_create(args, settings) -> int:
+    scopes = [parse_scope(text) for text in args.scope]
+    secret, _ = Accounts.open(settings).create_token(
+        args.user,
+        args.name,
+        args.role,
+        scopes=scopes,
+        can_read_gated=args.can_read_gated,
+        expires_in_days=args.expires_in,
+    )
+    print(secret)
+    print(
+        f"Created token {args.name!r} ({args.role}) for {args.user}. It is shown only once.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_token_list(args, settings) -> int:
+    records = Accounts.open(settings).list_tokens(args.user)
+    if args.json:
+        rows = [
+            {
+                "name": t.name,
+                "role": t.role,
+                "scopes": [
+                    {"type": s.kind, "name": s.name, "permissions": sorted(s.permissions)}
+                    for s in t.scopes
+                ],
+                "canReadGatedRepos": t.can_read_gated,
+                "last4": t.last4,
+                "createdAt": t.created_at,
+                "expiresAt": t.expires_at,
+                "lastUsedAt": t.last_used_at,
+            }
+            for t in records
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    for t in records:
+        scopes = ", ".join(f"{s.kind}:{s.name}={'+'.join(sorted(s.permissions))}" for s in t.scopes)
+        print(
+            f"{t.name:20} {t.role:12} ...{t.last4}  created {_time(t.created_at)}  "
+            f"last used {_time(t.last_used_at)}  expires {_time(t.expires_at)}"
+            + (f"  scopes: {scopes}" if scopes else "")
+        )
+    return 0
+
+
+def cmd_token_refresh(args, settings) -> int:
+    print(Accounts.open(settings).refresh_token(args.user, args.name))
+    print(f"Refreshed {args.name!r}: the old value no longer works.", file=sys.stderr)
+    return 0
+
+
+def cmd_token_delete(args, settings) -> int:
+    Accounts.open(settings).delete_token(args.user, args.name)
+    print(f"Deleted token {args.name!r} of {args.user}.", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    store = _store_options()
+    parser = argparse.ArgumentParser(
+        prog="hfgit", description="Git smart HTTP with Hugging Face-style user access tokens."
+    )
+    parser.add_argument("--version", action="version", version=f"hfgit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[store], help="run the gatekeeper")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.add_argument("--workers", type=int, default=2, help="worker processes")
+    serve.set_defaults(func=cmd_serve)
+
+    user = commands.add_parser("user", help="manage users").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = user.add_parser("add", parents=[store], help="create a user")
+    p.add_argument("name")
+    p.add_argument("--password-stdin", action="store_true", help="read a password from stdin")
+    p.set_defaults(func=cmd_user_add)
+    p = user.add_parser("passwd", parents=[store], help="set a user's password from stdin")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_user_passwd)
+
+    org = commands.add_parser("org", help="manage organizations").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = org.add_parser("add", parents=[store], help="create an organization")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_org_add)
+    p = org.add_parser("member", parents=[store], help="set or remove a member's role")
+    p.add_argument("org")
+    p.add_argument("user")
+    p.add_argument("--role", choices=("read", "contributor", "write", "admin"))
+    p.add_argument("--remove", action="store_true", help="remove the member")
+    p.set_defaults(func=cmd_org_member)
+
+    repo = commands.add_parser("repo", help="manage repositories").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = repo.add_parser("create", parents=[store], help="create a repository")
+    _repo_arguments(p)
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--gated", choices=("auto", "manual"))
+    p.add_argument("--creator", help="user recorded as creator (for org contributors)")
+    p.set_defaults(func=cmd_repo_create)
+    p = repo.add_parser("set", parents=[store], help="change visibility or gating")
+    _repo_arguments(p)
+    visibility = p.add_mutually_exclusive_group()
+    visibility.add_argument("--private", dest="private", action="store_true", default=None)
+    visibility.add_argument("--public", dest="private", action="store_false")
+    p.add_argument("--gated", choices=("auto", "manual", "off"))
+    p.set_defaults(func=cmd_repo_set)
+    p = repo.add_parser("list", parents=[store], help="list repositories")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_repo_list)
+    p = repo.add_parser("delete", parents=[store], help="delete a repository and its data")
+    _repo_arguments(p)
+    p.set_defaults(func=cmd_repo_delete)
+
+    access = commands.add_parser("access", help="gated access").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = access.add_parser("grant", parents=[store], help="let a user read a gated repo")
+    _repo_arguments(p)
+    p.add_argument("user")
+    p.set_defaults(func=cmd_access_grant)
+
+    token = commands.add_parser("token", help="manage user access tokens").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = token.add_parser("create", parents=[store], help="create a token (printed once)")
+    p.add_argument("user")
+    p.add_argument("--name", required=True)
+    p.add_argument("--role", required=True, choices=("read", "write", "fineGrained"))
+    p.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        metavar="KIND:ENTITY=PERM[,PERM]",
+        help="fine-grained scope, e.g. model:alice/bert=repo.content.read,repo.write",
+    )
+    p.add_argument("--can-read-gated", action="store_true")
+    p.add_argument("--expires-in", type=float, metavar="DAYS")
+    p.set_defaults(func=cmd_token_create)
+    p = token.add_parser("list", parents=[store], help="list a user's tokens")
+    p.add_argument("user")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_token_list)
+    p = token.add_parser("refresh", parents=[store], help="new secret, same name and scopes")
+    p.add_argument("user")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_token_refresh)
+    p = token.add_parser("delete", parents=[store], help="delete a token")
+    p.add_argument("user")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_token_delete)
+
+    try:
+        from . import client
+    except ImportError:
+        pass
+    else:
+        client.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "data_dir"):
+        return args.func(args)
+    try:
+        settings = Settings.load(args.data_dir, args.database_url)
+        return args.func(args, settings)
+    except (AccountsError, InvalidName, ValueError) as exc:
+        print(f"hfgit: error: {exc}", file=sys.stderr)
+        return 1
+    except DatabaseUnavailable:
+        print(
+            "hfgit: error: cannot reach the database; check --database-url / "
+            "HFGIT_DATABASE_URL and that the server is running.",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

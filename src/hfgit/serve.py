@@ -1,0 +1,86 @@
+"""``hfgit serve``: the gatekeeper under gunicorn, a production WSGI server.
+
+gunicorn decodes chunked request bodies itself (and says so with
+``wsgi.input_terminated``), runs several worker processes and restarts a stuck one.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from gunicorn.app.base import BaseApplication
+
+from .accounts import Accounts
+from .config import Settings
+
+#: Path without the query string and no user field: LFS transfer URLs carry signatures
+#: in their query, and Basic usernames are not ours to log.
+ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    threads: int = 8
+    #: Seconds a request may stay silent (slow body, stalled client) before its worker
+    #: thread gives up on it; also the keep-alive wait between requests.
+    timeout: int = 120
+    keepalive: int = 5
+    access_log: bool = True
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, settings: Settings, options: ServeOptions) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        options = self.options
+        config = {
+            "bind": f"{options.host}:{options.port}",
+            "workers": options.workers,
+            "worker_class": "gthread",
+            "threads": options.threads,
+            "timeout": options.timeout,
+            "graceful_timeout": 30,
+            "keepalive": options.keepalive,
+            "accesslog": "-" if options.access_log else None,
+            "access_log_format": ACCESS_LOG_FORMAT,
+            "errorlog": "-",
+            "proc_name": "hfgit",
+            "limit_request_line": 8190,
+            # Several servers may run as one user (tests, blue/green): no shared control socket.
+            "control_socket_disable": True,
+        }
+        for key, value in config.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from .server import create_app
+
+        # Each worker opens its own database engine: connections must not cross a fork.
+        return create_app(self.settings, Accounts.open(self.settings, create=False))
+
+
+def serve(settings: Settings, options: ServeOptions) -> None:
+    """Create the data directory and schema once, say how to start, then serve forever."""
+    accounts = Accounts.open(settings)
+    has_users = bool(accounts.list_users())
+    accounts.store.dispose()
+    url = f"http://{options.host}:{options.port}"
+    print(f"hfgit serving {url}  (data: {settings.data_dir})", file=sys.stderr)
+    if not has_users:
+        flag = f" --data-dir {settings.data_dir}"
+        print(
+            "No users yet. In another terminal, create one and a first token:\n"
+            f"  hfgit user add alice{flag}\n"
+            f"  hfgit repo create alice/my-model --private{flag}\n"
+            f"  hfgit token create alice --name laptop --role write{flag}\n"
+            f"Then: git clone {url}/alice/my-model  (username: alice, password: the token)",
+            file=sys.stderr,
+        )
+    _Gunicorn(settings, options).run()

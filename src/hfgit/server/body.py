@@ -1,0 +1,116 @@
+"""Request bodies: read exactly once, bounded after decompression.
+
+dulwich de-chunks any body whose headers say ``chunked``, even when the WSGI server
+already did (gunicorn does), and gunzips without a bound. Here the server's stream is
+used as it is: every server we support (gunicorn, waitress, werkzeug) decodes chunked
+bodies itself and says so with ``wsgi.input_terminated`` or a ``CONTENT_LENGTH``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import BinaryIO
+
+from werkzeug.wsgi import get_input_stream
+
+from ..config import MiB
+
+_CHUNK = 64 * 1024
+
+
+class BodyError(ValueError):
+    """A request body that cannot be accepted; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BodyTooLarge(BodyError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413, f"Request body too large: the limit is {limit // MiB} MiB after decompression."
+        )
+
+
+class _Bounded:
+    """Counts bytes handed out and refuses to go past ``limit``."""
+
+    def __init__(self, read, limit: int) -> None:
+        self._read = read
+        self._limit = limit
+        self._total = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = self._limit + 1 - self._total
+        data = self._read(min(size, self._limit + 1 - self._total) or 1)
+        self._total += len(data)
+        if self._total > self._limit:
+            raise BodyTooLarge(self._limit)
+        return data
+
+
+class _Gunzip:
+    """Streaming gunzip whose memory use stays at one chunk, whatever the ratio."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._buffer = bytearray()
+        self._eof = False
+
+    def _fill(self, wanted: int) -> None:
+        while len(self._buffer) < wanted and not self._eof:
+            data = self._inflate.unconsumed_tail
+            if not data:
+                if self._inflate.eof:
+                    self._eof = True
+                    break
+                data = self._raw.read(_CHUNK)
+                if not data:
+                    raise BodyError(400, "Truncated gzip request body.")
+            try:
+                self._buffer += self._inflate.decompress(data, _CHUNK)
+            except zlib.error:
+                raise BodyError(400, "Malformed gzip request body.") from None
+
+    def read(self, size: int = -1) -> bytes:
+        self._fill(_CHUNK if size < 0 else size)
+        count = len(self._buffer) if size < 0 else min(size, len(self._buffer))
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data
+
+
+def _no_body(size: int = -1) -> bytes:
+    return b""
+
+
+def open_body(environ: dict, limit: int):
+    """Return a ``read(n)`` callable for the request body, bounded at ``limit`` bytes.
+
+    Raises :class:`BodyError` for a body that is too large by its declared length,
+    that no server decoded, or that uses an encoding we do not accept.
+    """
+    length = environ.get("CONTENT_LENGTH") or ""
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if chunked and length:
+        raise BodyError(400, "Conflicting Content-Length and Transfer-Encoding headers.")
+    if length:
+        if not length.isdigit():
+            raise BodyError(400, "Invalid Content-Length header.")
+        if int(length) > limit:
+            raise BodyTooLarge(limit)
+    elif not environ.get("wsgi.input_terminated"):
+        if chunked:
+            raise BodyError(411, "This server cannot read chunked request bodies here.")
+        return _no_body
+    stream = get_input_stream(environ, safe_fallback=False)
+    raw = _Bounded(stream.read, limit)
+    encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+    if encoding in ("", "identity"):
+        return raw.read
+    if encoding in ("gzip", "x-gzip"):
+        return _Bounded(_Gunzip(raw).read, limit).read
+    raise BodyError(415, f"Unsupported Content-Encoding {encoding!r}: use gzip or none.")

@@ -1,0 +1,178 @@
+"""Tables and the database connection (SQLAlchemy Core).
+
+One code path for SQLite (the embedded default) and PostgreSQL (several gatekeepers
+behind a load balancer). This module knows SQL and nothing of HTTP or tokens' format.
+Times are stored as Unix seconds (float) so every backend compares them the same way.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("hub_id", sa.String(24), nullable=False, unique=True),
+    sa.Column("kind", sa.String(8), nullable=False),  # "user" | "org"
+    sa.Column("name", sa.String(96), nullable=False),
+    sa.Column("name_lower", sa.String(96), nullable=False, unique=True),
+    sa.Column("fullname", sa.String(200), nullable=False, default=""),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("password_hash", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    sa.Column("org_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Index("ix_memberships_user", "user_id"),
+)
+
+repos = sa.Table(
+    "repos",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("hub_id", sa.String(24), nullable=False, unique=True),
+    sa.Column("type", sa.String(8), nullable=False),
+    sa.Column("namespace_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(96), nullable=False),
+    sa.Column("name_lower", sa.String(96), nullable=False),
+    sa.Column("private", sa.Boolean, nullable=False),
+    sa.Column("gated", sa.String(8), nullable=False, default="off"),
+    sa.Column("creator_id", sa.ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("storage_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("type", "namespace_id", "name_lower", name="uq_repos_identity"),
+)
+
+access_grants = sa.Table(
+    "access_grants",
+    metadata,
+    sa.Column("repo_id", sa.ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("status", sa.String(10), nullable=False),  # pending | accepted | rejected
+    sa.Column("fields", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("owner_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("display_name", sa.String(100), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("can_read_gated", sa.Boolean, nullable=False, default=False),
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("last4", sa.String(4), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("refreshed_at", sa.Float, nullable=True),
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Column("last_used_at", sa.Float, nullable=True),
+    sa.UniqueConstraint("owner_id", "display_name", name="uq_tokens_owner_name"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("user_id", sa.Integer, nullable=True),
+    sa.Column("token_id", sa.Integer, nullable=True),
+    sa.Column("repo_id", sa.Integer, nullable=True),
+    sa.Column("detail", sa.JSON, nullable=True),
+    sa.Index("ix_audit_at", "at"),
+)
+
+server_settings = sa.Table(
+    "server_settings",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(500), nullable=False),
+)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached; callers answer 503 rather than guess."""
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (every git request) proceed while a writer commits; the busy
+    # timeout makes concurrent writers from several processes wait instead of failing.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url``: ``sqlite:///path`` or ``postgresql+psycopg://…``."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+class Store:
+    """The database: schema creation and connections that report outages uniformly."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+
+    def create_schema(self) -> None:
+        with self.begin() as conn:
+            metadata.create_all(conn)
+            existing = conn.execute(
+                sa.select(server_settings.c.value).where(server_settings.c.key == "secret")
+            ).scalar()
+            if existing is None:
+                conn.execute(
+                    server_settings.insert().values(key="secret", value=secrets.token_hex(32))
+                )
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction; connection failures become :class:`DatabaseUnavailable`."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            # DB-API's OperationalError covers lost or refused connections, a locked or
+            # unreadable SQLite file and a missing schema: none can be served right now.
+            raise DatabaseUnavailable("The database is unreachable.") from exc
+
+    def ping(self) -> bool:
+        try:
+            with self.begin() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return True
+        except (DatabaseUnavailable, sa.exc.DBAPIError):
+            return False
+
+    def secret(self) -> bytes:
+        with self.begin() as conn:
+            value = conn.execute(
+                sa.select(server_settings.c.value).where(server_settings.c.key == "secret")
+            ).scalar_one()
+        return bytes.fromhex(value)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
