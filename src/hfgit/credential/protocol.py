@@ -7,6 +7,8 @@ GCM's CVE-2024-50338). We therefore split only on ``\\n``, refuse a whole reques
 value carries a control character, and refuse requests without ``protocol`` or ``host``.
 """
 
+import io
+
 MAX_LINE = 65535  # git's own limit; a longer line is an attack or a bug, never data
 
 
@@ -73,6 +75,19 @@ def parse(data: bytes) -> Request:
     if not attrs.get("protocol") or not attrs.get("host"):
         raise ProtocolError("the request has no protocol or no host; nothing to answer")
     return Request(attrs, lists)
+
+
+def read(stream: io.BufferedIOBase) -> Request:
+    """Read lines up to a blank line or EOF (so an interactive user can end with Enter)."""
+    lines = []
+    while True:
+        line = stream.readline(MAX_LINE + 2)
+        if len(line) > MAX_LINE + 1 or (len(line) == MAX_LINE + 1 and not line.endswith(b"\n")):
+            raise ProtocolError(f"a line of the request is longer than {MAX_LINE} bytes")
+        if line in (b"", b"\n"):
+            break
+        lines.append(line if line.endswith(b"\n") else line + b"\n")
+    return parse(b"".join(lines))
 
 
 def format_response(fields: list[tuple[str, str]]) -> bytes:

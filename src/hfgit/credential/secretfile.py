@@ -13,7 +13,6 @@ sees half a file.
 
 import os
 import stat
-import sys
 
 HEADER = "hfgit-credentials 1"
 FILE_NAME = "credentials"
@@ -126,10 +125,8 @@ def _write_atomic(path: str, text: str) -> None:
         _refuse_symlink(path)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        if os.path.lexists(tmp):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -180,8 +177,3 @@ class Update:
                     _write_atomic(self.path, text)
         finally:
             os.close(self._lock_fd)  # closing the descriptor releases the flock
-
-
-def warn(message: str) -> None:
-    """Tell the user something on stderr (git shows it); never pass a secret here."""
-    sys.stderr.write(f"git-credential-hf: {message}\n")
