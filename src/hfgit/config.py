@@ -27,10 +27,48 @@ class Settings:
     max_push_bytes: int = 2048 * MiB
     #: Largest upload-pack body after decompression (wants and haves only).
     max_fetch_request_bytes: int = 10 * MiB
+    #: Largest pack one push may send (git's ``receive.maxInputSize``).
+    max_pack_bytes: int = 2048 * MiB
+    #: Largest file a push may carry outside Git LFS, as on the Hub.
+    max_blob_bytes: int = 10 * MiB
+    #: Most ref updates (branches, tags) one push may make.
+    max_ref_updates: int = 1000
+    #: Most ``want`` and ``have`` lines one fetch request may send.
+    max_want_lines: int = 10_000
+    max_have_lines: int = 100_000
+    #: Age in seconds after which a ref ``*.lock`` left by a crashed writer is removed.
+    stale_lock_seconds: int = 300
+    #: Seconds a git request body may stay silent before the server gives up on it.
+    body_read_timeout: int = 60
+    #: Largest Git LFS object accepted (the Hub's own limit is 50 GB per file).
+    lfs_max_object_bytes: int = 50 * 1000**3
+    #: Most objects one LFS batch request may name; git-lfs sends 100 at a time.
+    lfs_max_batch_objects: int = 1000
+    #: Where LFS objects live: "local" (under ``<data-dir>/lfs``) or "s3".
+    lfs_storage: str = "local"
+    #: S3-compatible endpoint (None: AWS itself); credentials come from boto3's usual chain.
+    lfs_s3_endpoint: str | None = None
+    lfs_s3_bucket: str | None = None
+    #: Base URL clients reach this server at, for LFS transfer hrefs (None: from the request).
+    lfs_public_url: str | None = None
+    #: Seconds a signed LFS transfer URL stays valid.
+    lfs_url_ttl: int = 3600
+    #: Believe X-Forwarded-For/-Proto/-Host from one reverse proxy (session cookies get
+    #: ``Secure`` behind a TLS-terminating proxy). Off: a client could forge them.
+    trust_proxy: bool = False
+    #: Failed settings-page logins allowed per client address, and per account, within
+    #: ``login_window`` seconds; the block lifts when the window slides past them.
+    login_max_failures_client: int = 20
+    login_max_failures_account: int = 10
+    login_window: int = 900
 
     @property
     def repos_dir(self) -> Path:
         return self.data_dir / "repos"
+
+    @property
+    def lfs_dir(self) -> Path:
+        return self.data_dir / "lfs"
 
     @classmethod
     def load(
@@ -53,6 +91,30 @@ class Settings:
             max_fetch_request_bytes=_env_int(
                 "HFGIT_MAX_FETCH_REQUEST_BYTES", cls.max_fetch_request_bytes
             ),
+            max_pack_bytes=_env_int("HFGIT_MAX_PACK_BYTES", cls.max_pack_bytes),
+            max_blob_bytes=_env_int("HFGIT_MAX_BLOB_BYTES", cls.max_blob_bytes),
+            max_ref_updates=_env_int("HFGIT_MAX_REF_UPDATES", cls.max_ref_updates),
+            max_want_lines=_env_int("HFGIT_MAX_WANT_LINES", cls.max_want_lines),
+            max_have_lines=_env_int("HFGIT_MAX_HAVE_LINES", cls.max_have_lines),
+            stale_lock_seconds=_env_int("HFGIT_STALE_LOCK_SECONDS", cls.stale_lock_seconds),
+            body_read_timeout=_env_int("HFGIT_BODY_READ_TIMEOUT", cls.body_read_timeout),
+            lfs_max_object_bytes=_env_int("HFGIT_LFS_MAX_OBJECT_BYTES", cls.lfs_max_object_bytes),
+            lfs_max_batch_objects=_env_int(
+                "HFGIT_LFS_MAX_BATCH_OBJECTS", cls.lfs_max_batch_objects
+            ),
+            lfs_storage=_env_choice("HFGIT_LFS_STORAGE", ("local", "s3"), cls.lfs_storage),
+            lfs_s3_endpoint=os.environ.get("HFGIT_LFS_S3_ENDPOINT") or None,
+            lfs_s3_bucket=os.environ.get("HFGIT_LFS_S3_BUCKET") or None,
+            lfs_public_url=(os.environ.get("HFGIT_LFS_PUBLIC_URL") or "").rstrip("/") or None,
+            lfs_url_ttl=_env_int("HFGIT_LFS_URL_TTL", cls.lfs_url_ttl),
+            trust_proxy=_env_choice("HFGIT_TRUST_PROXY", ("0", "1"), "0") == "1",
+            login_max_failures_client=_env_int(
+                "HFGIT_LOGIN_MAX_FAILURES_CLIENT", cls.login_max_failures_client
+            ),
+            login_max_failures_account=_env_int(
+                "HFGIT_LOGIN_MAX_FAILURES_ACCOUNT", cls.login_max_failures_account
+            ),
+            login_window=_env_int("HFGIT_LOGIN_WINDOW", cls.login_window),
         )
 
 
@@ -67,3 +129,10 @@ def _env_int(name: str, default: int) -> int:
     if number <= 0:
         raise ValueError(f"{name} must be positive, not {value!r}.")
     return number
+
+
+def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = os.environ.get(name) or default
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
+    return value

@@ -98,6 +98,27 @@ audit_log = sa.Table(
     sa.Index("ix_audit_at", "at"),
 )
 
+#: Which Git LFS objects each repository holds. Storage may keep one copy per oid, but
+#: a repository only has an object once its bytes were uploaded to *that* repository.
+lfs_objects = sa.Table(
+    "lfs_objects",
+    metadata,
+    sa.Column("repo_id", sa.ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("oid", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+#: Failed logins on the settings pages, shared by every worker for rate limiting.
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String(200), nullable=False),  # "client:<addr>" | "account:<name>"
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_login_failures_key_at", "key", "at"),
+)
+
 server_settings = sa.Table(
     "server_settings",
     metadata,

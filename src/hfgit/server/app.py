@@ -13,6 +13,7 @@ from . import responses
 from .api import ApiService
 from .gate import Gate
 from .git import GitService
+from .lfs import LfsService
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class HfGitApp:
         self.gate = Gate(accounts)
         self.git = GitService(settings, accounts, self.gate)
         self.api = ApiService(accounts, self.gate)
+        self.lfs = LfsService(settings, accounts, self.gate)
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         try:
@@ -54,6 +56,8 @@ class HfGitApp:
         if path.startswith("/api/"):
             return self.api(environ, start_response)
         target = parse_repo_path(path)
+        if target is not None and target.rest.startswith("info/lfs/"):
+            return self.lfs(environ, start_response, target)
         if target is not None:
             return self.git(environ, start_response, target)
         return responses.text(404, "Not found.")(environ, start_response)
