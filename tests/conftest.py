@@ -286,3 +286,70 @@ class Git:
 @pytest.fixture
 def git(tmp_path: Path) -> Git:
     return Git(tmp_path / "home")
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster on 127.0.0.1, stoppable to simulate an outage."""
+
+    def __init__(self, bin_dir: Path, data_dir: Path, port: int) -> None:
+        self.bin_dir = bin_dir
+        self.data_dir = data_dir
+        self.port = port
+        self.url = f"postgresql+psycopg://hfgit@127.0.0.1:{port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bin_dir / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            # PostgreSQL refuses to run as root.
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-o",
+            options,
+            "-w",
+            "-l",
+            str(self.data_dir / "log"),
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
+
+def _postgres_bin_dir() -> Path | None:
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for directory in candidates:
+        if (directory / "initdb").exists():
+            return directory
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server (Debian's ``postgresql`` package) for the session."""
+    import tempfile
+
+    bin_dir = _postgres_bin_dir()
+    if bin_dir is None:
+        require_tool("initdb", "postgresql")
+    assert bin_dir is not None
+    data_dir = Path(tempfile.mkdtemp(prefix="hfgit-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(data_dir, "postgres", "postgres")
+    server = Postgres(bin_dir, data_dir, free_port())
+    server._run("initdb", "-D", str(data_dir), "-A", "trust", "-U", "hfgit", "--no-sync")
+    server.start()
+    try:
+        yield server
+    finally:
+        try:
+            server.stop()
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
