@@ -1,0 +1,308 @@
+"""Git LFS end to end: the real ``git`` and ``git-lfs`` against ``hfgit serve``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import Git, Hub, require_tool, unique
+from hfgit.lfs import Grant, Signer
+from hfgit.store import lfs_objects
+
+MEDIA = "application/vnd.git-lfs+json"
+
+
+@pytest.fixture(autouse=True)
+def _git_lfs(git: Git) -> None:
+    require_tool("git-lfs", "git-lfs")
+    git.run("lfs", "install", "--skip-repo")
+
+
+def http(
+    method: str, url: str, *, token: str | None = None, body: bytes | None = None, headers=None
+) -> tuple[int, dict, bytes]:
+    """One request; returns status, headers and body, errors included."""
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    if token is not None:
+        basic = base64.b64encode(f"user:{token}".encode()).decode()
+        request.add_header("Authorization", f"Basic {basic}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def batch(
+    hub: Hub, repo, operation: str, objects: list[dict], token: str | None = None
+) -> tuple[int, dict, dict]:
+    url = f"{hub.repo_url(repo)}.git/info/lfs/objects/batch"
+    payload = {"operation": operation, "transfers": ["basic"], "objects": objects}
+    status, headers, body = http(
+        "POST",
+        url,
+        token=token,
+        body=json.dumps(payload).encode(),
+        headers={"Accept": MEDIA, "Content-Type": MEDIA},
+    )
+    return status, headers, json.loads(body)
+
+
+def blob(size: int) -> tuple[bytes, dict]:
+    data = os.urandom(size)
+    return data, {"oid": hashlib.sha256(data).hexdigest(), "size": size}
+
+
+def held(hub: Hub, repo, oid: str) -> bool:
+    record = hub.accounts.get_repo(repo)
+    with hub.accounts.store.begin() as conn:
+        row = conn.execute(
+            sa.select(lfs_objects.c.oid).where(
+                lfs_objects.c.repo_id == record.id, lfs_objects.c.oid == oid
+            )
+        ).first()
+    return row is not None
+
+
+def stored_path(hub: Hub, oid: str) -> Path:
+    return hub.data_dir / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+
+
+def upload(hub: Hub, repo, token: str, data: bytes, item: dict) -> None:
+    status, _, answer = batch(hub, repo, "upload", [item], token)
+    assert status == 200, answer
+    actions = answer["objects"][0]["actions"]
+    status, _, body = http("PUT", actions["upload"]["href"], body=data)
+    assert status == 200, body
+    status, _, body = http("POST", actions["verify"]["href"], body=json.dumps(item).encode())
+    assert status == 200, body
+
+
+def lfs_worktree(git: Git, path: Path, weights: bytes) -> Path:
+    git.run("init", "-q", "-b", "main", str(path))
+    git.run("lfs", "track", "*.safetensors", cwd=path)
+    return path, git.commit(path, {"model.safetensors": weights, "README.md": "weights\n"})
+
+
+def test_push_with_write_token_and_clone_with_read_token(hub: Hub, git: Git, tmp_path: Path):
+    user = hub.make_user()
+    repo = hub.make_repo(f"{user}/{unique('m')}", private=True)
+    weights = os.urandom(3 * 1024 * 1024)
+    oid = hashlib.sha256(weights).hexdigest()
+    work, _ = lfs_worktree(git, tmp_path / "work", weights)
+    url = hub.repo_url(repo)
+    git.run("push", "-q", url, "main", cwd=work, token=hub.make_token(user, "write"))
+
+    assert held(hub, repo, oid)
+    assert stored_path(hub, oid).read_bytes() == weights
+    # What git stored is the pointer, not the weights.
+    pointer = git.run("show", "HEAD:model.safetensors", cwd=work).stdout
+    assert f"oid sha256:{oid}" in pointer
+
+    clone = tmp_path / "clone"
+    git.run("clone", "-q", url, str(clone), token=hub.make_token(user, "read"))
+    assert (clone / "model.safetensors").read_bytes() == weights
+
+
+def test_read_token_cannot_upload(hub: Hub, git: Git, tmp_path: Path):
+    user = hub.make_user()
+    repo = hub.make_repo(f"{user}/{unique('m')}")
+    weights = os.urandom(100_000)
+    oid = hashlib.sha256(weights).hexdigest()
+    work, _ = lfs_worktree(git, tmp_path / "work", weights)
+    read = hub.make_token(user, "read")
+
+    result = git.run("lfs", "push", "--all", hub.repo_url(repo), cwd=work, token=read, check=False)
+    assert result.returncode != 0
+    assert "has the read role" in result.stderr
+    assert not held(hub, repo, oid)
+
+    status, _, answer = batch(hub, repo, "upload", [{"oid": oid, "size": len(weights)}], read)
+    assert status == 403
+    assert "read role" in answer["message"]
+
+
+def test_fine_grained_token_for_another_repo_cannot_download(hub: Hub):
+    user = hub.make_user()
+    repo = hub.make_repo(f"{user}/{unique('m')}", private=True)
+    other = hub.make_repo(f"{user}/{unique('m')}", private=True)
+    data, item = blob(1000)
+    upload(hub, repo, hub.make_token(user, "write"), data, item)
+    scoped = hub.make_token(user, "fineGrained", scopes=[f"model:{other.repo_id}=repo.write"])
+
+    status, _, answer = batch(hub, repo, "download", [item], scoped)
+    missing = batch(hub, f"{user}/{unique('nothing')}", "download", [item], scoped)
+    assert status == 404
+    assert (status, answer) == (missing[0], missing[2])  # no existence oracle
+
+    status, _, answer = batch(hub, other, "download", [item], scoped)
+    assert status == 200
+    assert answer["objects"][0]["error"]["code"] == 404
+
+
+def test_anonymous_gets_basic_challenge_and_can_read_public(hub: Hub):
+    user = hub.make_user()
+    private = hub.make_repo(f"{user}/{unique('m')}", private=True)
+    public = hub.make_repo(f"{user}/{unique('m')}")
+    data, item = blob(2000)
+    upload(hub, public, hub.make_token(user, "write"), data, item)
+
+    for repo, operation in ((private, "download"), (public, "upload")):
+        status, headers, answer = batch(hub, repo, operation, [item])
+        assert status == 401
+        assert headers["WWW-Authenticate"].startswith("Basic ")
+        assert "user access token" in answer["message"]
+
+    status, _, answer = batch(hub, public, "download", [item])
+    assert status == 200
+    href = answer["objects"][0]["actions"]["download"]["href"]
+    assert http("GET", href)[2] == data
+
+    status, headers, _ = batch(hub, public, "download", [item], token="not-a-token-password")
+    assert status == 401
+    assert "WWW-Authenticate" in headers
+
+
+def test_signed_urls_refuse_tampering_and_expiry(hub: Hub):
+    user = hub.make_user()
+    repo = hub.make_repo(f"{user}/{unique('m')}")
+    other = hub.make_repo(f"{user}/{unique('m')}")
+    write = hub.make_token(user, "write")
+    data, item = blob(4096)
+    second, second_item = blob(4096)
+    upload(hub, repo, write, data, item)
+    upload(hub, repo, write, second, second_item)
+    upload(hub, other, write, data, item)
+    status, _, answer = batch(hub, repo, "download", [item], write)
+    href = answer["objects"][0]["actions"]["download"]["href"]
+    assert http("GET", href)[:1] == (200,)
+
+    base = href.split("?")[0]
+    oid, size = item["oid"], item["size"]
+    forged = [
+        href.replace(oid, second_item["oid"]),  # another object
+        href.replace(f"/{size}?", f"/{size - 1}?"),  # another size
+        href.replace(repo.url_path, other.url_path),  # another repository
+        href.replace("expires=", "expires=9"),  # a later expiry
+        href[:-4] + ("0000" if not href.endswith("0000") else "1111"),  # the signature
+        base,  # no signature at all
+    ]
+    for url in forged:
+        status, _, body = http("GET", url)
+        assert status == 403, url
+        assert b"not valid" in body
+    # The same URL cannot be used for another operation.
+    status, _, _ = http("PUT", href, body=data)
+    assert status == 403
+
+    record = hub.accounts.get_repo(repo)
+    past = int(time.time()) - 5
+    signature = Signer(hub.accounts.store.secret()).sign(
+        Grant("download", record.hub_id, oid, size, past)
+    )
+    expired = f"{base}?expires={past}&signature={signature}"
+    status, _, body = http("GET", expired)
+    assert status == 403
+    assert b"expired" in body
+
+
+def test_mismatched_or_partial_upload_stores_nothing(hub: Hub):
+    user = hub.make_user()
+    repo = hub.make_repo(f"{user}/{unique('m')}")
+    write = hub.make_token(user, "write")
+    data, item = blob(300_000)
+    status, _, answer = batch(hub, repo, "upload", [item], write)
+    actions = answer["objects"][0]["actions"]
+
+    wrong = os.urandom(item["size"])
+    status, _, body = http("PUT", actions["upload"]["href"], body=wrong)
+    assert status == 422
+    assert b"Nothing was stored" in body
+    status, _, body = http("PUT", actions["upload"]["href"], body=data[:-10])
+    assert status == 422
+    status, _, body = http("PUT", actions["upload"]["href"], body=data + b"extra")
+    assert status == 413
+
+    assert not stored_path(hub, item["oid"]).exists()
+    assert not held(hub, repo, item["oid"])
+    assert list((hub.data_dir / "lfs" / "tmp").glob(f"{item['oid'][:16]}-*")) == []
+    status, _, _ = http("POST", actions["verify"]["href"], body=json.dumps(item).encode())
+    assert status == 404
+
+    # The same URL still accepts the right bytes afterwards.
+    status, _, _ = http("PUT", actions["upload"]["href"], body=data)
+    assert status == 200
+    assert stored_path(hub, item["oid"]).read_bytes() == data
+
+
+def test_knowing_an_oid_gives_no_access_to_another_repos_object(hub: Hub):
+    alice, mallory = hub.make_user(), hub.make_user()
+    secret_repo = hub.make_repo(f"{alice}/{unique('m')}", private=True)
+    own = hub.make_repo(f"{mallory}/{unique('m')}")
+    data, item = blob(5000)
+    upload(hub, secret_repo, hub.make_token(alice, "write"), data, item)
+    token = hub.make_token(mallory, "write")
+
+    status, _, answer = batch(hub, own, "download", [item], token)
+    assert answer["objects"][0]["error"]["code"] == 404
+    status, _, answer = batch(hub, own, "upload", [item], token)
+    actions = answer["objects"][0]["actions"]  # the bytes must be uploaded, not linked
+    status, _, _ = http("POST", actions["verify"]["href"], body=json.dumps(item).encode())
+    assert status == 404
+    assert not held(hub, own, item["oid"])
+
+    # Someone who has the bytes may add them to their own repo: storage keeps one copy.
+    status, _, _ = http("PUT", actions["upload"]["href"], body=data)
+    assert status == 200
+    assert held(hub, own, item["oid"])
+
+
+def test_concurrent_uploads_of_one_object(hub: Hub):
+    from concurrent.futures import ThreadPoolExecutor
+
+    user = hub.make_user()
+    repo = hub.make_repo(f"{user}/{unique('m')}")
+    data, item = blob(2 * 1024 * 1024)
+    status, _, answer = batch(hub, repo, "upload", [item], hub.make_token(user, "write"))
+    assert status == 200
+    href = answer["objects"][0]["actions"]["upload"]["href"]
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(lambda _: http("PUT", href, body=data)[0], range(4)))
+    assert statuses == [200] * 4
+    assert stored_path(hub, item["oid"]).read_bytes() == data
+    assert held(hub, repo, item["oid"])
+
+
+def test_batch_validation_and_limits(hub: Hub):
+    user = hub.make_user()
+    repo = hub.make_repo(f"{user}/{unique('m')}")
+    write = hub.make_token(user, "write")
+    objects = [
+        {"oid": "A" * 64, "size": 1},
+        {"oid": "a" * 64, "size": -1},
+        {"oid": "a" * 64, "size": 60 * 1000**3},
+    ]
+    status, _, answer = batch(hub, repo, "upload", objects, write)
+    assert status == 200
+    errors = [o["error"] for o in answer["objects"]]
+    assert [e["code"] for e in errors] == [422, 422, 422]
+    assert "Object too large" in errors[2]["message"]
+
+    many = [{"oid": "a" * 64, "size": 1}] * 1001
+    status, _, answer = batch(hub, repo, "upload", many, write)
+    assert status == 413
+    assert "limit is 1000" in answer["message"]
+
+    url = f"{hub.repo_url(repo)}.git/info/lfs/objects/batch"
+    status, _, body = http("POST", url, token=write, body=b"{not json")
+    assert status == 400
+    assert b"not valid JSON" in body
