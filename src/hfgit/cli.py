@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from . import __version__
+from . import __version__, client
 from .accounts import Accounts, AccountsError, InvalidInput, parse_scope
 from .config import Settings
 from .names import REPO_TYPES, InvalidName, RepoId
@@ -306,12 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.set_defaults(func=cmd_token_delete)
 
-    try:
-        from . import client
-    except ImportError:
-        pass
-    else:
-        client.register(commands)
+    client.register(commands)
     return parser
 
 
