@@ -1,0 +1,142 @@
+"""The S3 storage backend against a local S3 emulator (moto's server mode)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Git, Hub, free_port, start_server, stop_server, unique
+from hfgit.accounts import Accounts
+from hfgit.config import Settings
+from lfs_support import batch, enable_lfs, held, http, lfs_worktree
+
+BUCKET = "hfgit-lfs-test"
+#: moto accepts any credentials; these only have to look like AWS ones.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def s3_client(s3_endpoint: str):
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        region_name=AWS_ENV["AWS_DEFAULT_REGION"],
+    )
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+@pytest.fixture(scope="module")
+def s3_hub(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, s3_client) -> Iterator[Hub]:
+    data_dir = tmp_path_factory.mktemp("s3hub") / "data"
+    env = {
+        **AWS_ENV,
+        "HFGIT_LFS_STORAGE": "s3",
+        "HFGIT_LFS_S3_ENDPOINT": s3_endpoint,
+        "HFGIT_LFS_S3_BUCKET": BUCKET,
+    }
+    accounts = Accounts.open(Settings.load(data_dir))
+    process, url = start_server(data_dir, env=env, workers=1)
+    try:
+        yield Hub(url=url, data_dir=data_dir, accounts=accounts, process=process, env=env)
+    finally:
+        stop_server(process)
+        accounts.store.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _git_lfs(git: Git) -> None:
+    enable_lfs(git)
+
+
+def _key(hub: Hub, repo, oid: str) -> str:
+    storage_id = hub.accounts.get_repo(repo).storage_id
+    return f"{storage_id}/{oid[:2]}/{oid[2:4]}/{oid}"
+
+
+def test_push_and_clone_through_s3(s3_hub: Hub, s3_client, git: Git, tmp_path: Path):
+    user = s3_hub.make_user()
+    repo = s3_hub.make_repo(f"{user}/{unique('m')}", private=True)
+    weights = os.urandom(2 * 1024 * 1024 + 17)
+    oid = hashlib.sha256(weights).hexdigest()
+    work, _ = lfs_worktree(git, tmp_path / "work", weights)
+    url = s3_hub.repo_url(repo)
+    git.run("push", "-q", url, "main", cwd=work, token=s3_hub.make_token(user, "write"))
+
+    stored = s3_client.get_object(Bucket=BUCKET, Key=_key(s3_hub, repo, oid))["Body"].read()
+    assert stored == weights
+    assert held(s3_hub, repo, oid)
+    assert not (s3_hub.data_dir / "lfs" / "objects").exists()  # bytes went to S3 only
+
+    clone = tmp_path / "clone"
+    git.run("clone", "-q", url, str(clone), token=s3_hub.make_token(user, "read"))
+    assert (clone / "model.safetensors").read_bytes() == weights
+
+
+def test_s3_wrong_bytes_are_refused_at_verify_and_deleted(s3_hub: Hub, s3_client):
+    user = s3_hub.make_user()
+    repo = s3_hub.make_repo(f"{user}/{unique('m')}")
+    write = s3_hub.make_token(user, "write")
+    data = os.urandom(50_000)
+    item = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    status, _, answer = batch(s3_hub, repo, "upload", [item], write)
+    assert status == 200
+    actions = answer["objects"][0]["actions"]
+    verify_body = json.dumps(item).encode()
+
+    # Verify before any upload: nothing to link.
+    assert http("POST", actions["verify"]["href"], body=verify_body)[0] == 422
+
+    upload = actions["upload"]
+    status, _, _ = http("PUT", upload["href"], body=os.urandom(len(data)), headers=upload["header"])
+    if status == 200:  # a store that does not check the checksum itself (moto)
+        assert http("POST", actions["verify"]["href"], body=verify_body)[0] == 422
+    listed = s3_client.list_objects_v2(Bucket=BUCKET, Prefix=_key(s3_hub, repo, item["oid"]))
+    assert listed.get("KeyCount", 0) == 0
+    assert not held(s3_hub, repo, item["oid"])
+
+    status, _, _ = http("PUT", upload["href"], body=data, headers=upload["header"])
+    assert status == 200
+    assert http("POST", actions["verify"]["href"], body=verify_body)[0] == 200
+    assert held(s3_hub, repo, item["oid"])
