@@ -1,0 +1,734 @@
+"""How much does the gatekeeper cost? Real git against three servers, plus the auth path.
+
+One run measures, on 127.0.0.1 with free ports:
+
+* ``git clone``, a no-op ``git fetch`` and a ``git push`` (whole history into an empty
+  repository) of a 200-commit repository and of a repository holding one 30 MB file,
+  through
+
+  1. **gate**: ``hfgit serve`` (gunicorn gthread, 2 workers x 8 threads) with a private
+     repository and a write token; git gets the token from a throwaway credential
+     helper reading an environment variable, so it first gets a 401 and retries, as
+     it does against any authenticated server;
+  2. **dulwich**: raw ``dulwich.web`` (``make_wsgi_chain``, no authentication) under the
+     same gunicorn worker class and counts, so the difference is the gate itself;
+  3. **http-backend**: ``git http-backend`` as CGI behind a small stdlib HTTP server
+     (``bench/_cgi_server.py``), the reference "plain git" server. It speaks protocol
+     v2, which git 2.39 asks for; dulwich (and so the gate) answers v0/v1.
+
+* the auth decision cost in-process, on a database of 10,000 tokens and 1,000 repos:
+  ``Gate.caller`` + ``Gate.check`` on a realistic environ, and a whole
+  ``GET info/refs?service=git-upload-pack`` through the WSGI app with werkzeug's test
+  client, next to the same request through raw dulwich.
+
+It prints medians over ``--runs`` runs (after one warm-up) and the ratios against the
+references measured in the same run, next to the goals: the gate adds at most 5% to a
+clone over raw dulwich, and under 1 ms per request. No token is ever printed.
+
+    .venv/bin/python bench/gate_bench.py            # full run, about 5 minutes on 2 cores
+    .venv/bin/python bench/gate_bench.py --quick    # smoke run, well under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import random
+import secrets
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import sqlalchemy as sa
+from dulwich.web import make_wsgi_chain
+from werkzeug.test import Client, EnvironBuilder
+
+from hfgit import tokens
+from hfgit.accounts import Accounts
+from hfgit.config import MiB, Settings
+from hfgit.names import RepoId
+from hfgit.policy import Action
+from hfgit.serve import ACCESS_LOG_FORMAT
+from hfgit.server import create_app
+from hfgit.server.gate import Gate
+from hfgit.store import accounts as accounts_table
+from hfgit.store import memberships, repos
+from hfgit.store import tokens as tokens_table
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+from _dulwich_app import RootBackend  # noqa: E402
+
+SERVERS = ("gate", "dulwich", "http-backend")
+OPERATIONS = ("clone", "fetch", "push")
+WORKERS = 2
+THREADS = 8  # hfgit serve's default (ServeOptions.threads)
+OWNER = "bench"
+#: The variable that carries the token to the credential helper, and only to it.
+TOKEN_ENV = "BENCH_GIT_TOKEN"
+CLONE_GOAL = 1.05
+REQUEST_GOAL_US = 1000.0
+
+
+class BenchError(RuntimeError):
+    """A step of the benchmark failed; the message says which and why."""
+
+
+# Helpers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+class Git:
+    """The real git in an isolated HOME; a throwaway credential helper supplies the token.
+
+    The token lives in an environment variable of the git process only, never in a URL,
+    an argument or the output. The helper is configured for every server alike; git
+    asks it only after a 401.
+    """
+
+    def __init__(self, home: Path, token: str) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "PATH": os.environ["PATH"],
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": "Bench",
+            "GIT_AUTHOR_EMAIL": "bench@example.com",
+            "GIT_COMMITTER_NAME": "Bench",
+            "GIT_COMMITTER_EMAIL": "bench@example.com",
+            "LC_ALL": "C",
+            TOKEN_ENV: token,
+        }
+        answer = f'echo username={OWNER} && echo "password=${TOKEN_ENV}"'
+        helper = f'!f() {{ test "$1" = get && {answer}; }}; f'
+        self.config = ["-c", "credential.helper=", "-c", f"credential.helper={helper}"]
+
+    def run(self, *args: str, input: bytes | None = None, timeout: float = 600) -> str:
+        result = subprocess.run(
+            ["git", *self.config, *args],
+            input=input,
+            capture_output=True,
+            env=self.env,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise BenchError(
+                f"git {' '.join(args[:2])} failed ({result.returncode}):\n"
+                f"{result.stderr.decode(errors='replace')[-2000:]}"
+            )
+        return result.stdout.decode().strip()
+
+    def timed(self, *args: str) -> float:
+        start = time.perf_counter()
+        self.run(*args)
+        return time.perf_counter() - start
+
+    def head(self, git_dir: Path) -> str:
+        return self.run("--git-dir", str(git_dir), "rev-parse", "refs/heads/main")
+
+
+# Source repositories
+
+
+def history_stream(commits: int, files: int = 50, seed: int = 2) -> bytes:
+    """A fast-import stream: ``commits`` commits, each rewriting three ~2 KB text files."""
+    rng = random.Random(seed)
+    words = [f"{rng.getrandbits(32):08x}" for _ in range(4000)]
+    parts: list[bytes] = []
+    for i in range(commits):
+        message = f"change {i}\n".encode()
+        parts.append(b"commit refs/heads/main\n")
+        parts.append(b"committer Bench <bench@example.com> %d +0000\n" % (1_700_000_000 + 60 * i))
+        parts.append(b"data %d\n%s\n" % (len(message), message))
+        touched = range(files) if i == 0 else rng.sample(range(files), 3)
+        for f in touched:
+            lines = (" ".join(rng.choices(words, k=8)) for _ in range(28))
+            content = ("\n".join(lines) + "\n").encode()
+            parts.append(b"M 100644 inline src/file%02d.txt\n" % f)
+            parts.append(b"data %d\n%s\n" % (len(content), content))
+    return b"".join(parts)
+
+
+def bigfile_stream(size: int, seed: int = 3) -> bytes:
+    """A fast-import stream: one commit with one incompressible file of ``size`` bytes."""
+    content = random.Random(seed).randbytes(size)
+    message = b"add weights\n"
+    return b"".join(
+        [
+            b"commit refs/heads/main\n",
+            b"committer Bench <bench@example.com> 1700000000 +0000\n",
+            b"data %d\n%s\n" % (len(message), message),
+            b"M 100644 inline model.bin\n",
+            b"data %d\n" % len(content),
+            content,
+            b"\n",
+        ]
+    )
+
+
+def make_source(git: Git, path: Path, stream: bytes) -> str:
+    git.run("init", "--bare", "-q", "-b", "main", str(path))
+    git.run("--git-dir", str(path), "fast-import", "--quiet", input=stream)
+    return git.head(path)
+
+
+def seed_bare(git: Git, source: Path, target: Path) -> None:
+    """Copy ``source``'s main into an existing bare repo, packed the same way everywhere."""
+    git.run("--git-dir", str(source), "push", "-q", str(target), "main")
+    git.run("--git-dir", str(target), "repack", "-adq")
+
+
+# Servers
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: subprocess.Popen
+    log: Path
+    #: repository name -> its bare directory on disk, for checking what a push left there.
+    dirs: dict[str, Path] = field(default_factory=dict)
+    new_repo: Callable[[str], Path] | None = None
+
+    def repo_url(self, repo: str) -> str:
+        return f"{self.url}/{OWNER}/{repo}"
+
+    def add_repo(self, repo: str) -> Path:
+        assert self.new_repo is not None
+        self.dirs[repo] = self.new_repo(repo)
+        return self.dirs[repo]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+    """Wait until ``url`` gives any HTTP answer (404 included)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"server for {url} exited:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise BenchError(f"server for {url} did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def spawn(name: str, command: list[str], log: Path, env: dict[str, str], probe: str) -> Server:
+    port = free_port()
+    command = [part.replace("{port}", str(port)) for part in command]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}
+        )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url + probe, process, log)
+    return Server(name, url, process, log)
+
+
+def start_gate(work: Path, git: Git) -> tuple[Server, str]:
+    """``hfgit serve`` on a fresh data dir; returns the server and a write token."""
+    data_dir = work / "gate-data"
+    settings = Settings.load(data_dir)
+    accounts = Accounts.open(settings)
+    accounts.create_user(OWNER)
+    token, _ = accounts.create_token(OWNER, "bench", "write")
+
+    def new_repo(repo: str) -> Path:
+        record = accounts.create_repo(
+            RepoId(type="model", namespace=OWNER, name=repo), private=True
+        )
+        return accounts.repo_path(record)
+
+    command = [sys.executable, "-m", "hfgit.cli", "serve", "--data-dir", str(data_dir)]
+    command += ["--port", "{port}", "--workers", str(WORKERS)]
+    server = spawn("gate", command, work / "gate.log", {}, "/healthz")
+    server.new_repo = new_repo
+    return server, token
+
+
+def start_dulwich(work: Path, git: Git) -> Server:
+    root = work / "dulwich-root"
+    (root / OWNER).mkdir(parents=True)
+    command = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread"]
+    command += ["--workers", str(WORKERS), "--threads", str(THREADS)]
+    command += ["--timeout", "120", "--keep-alive", "5", "--bind", "127.0.0.1:{port}"]
+    command += ["--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT]
+    command += ["--no-control-socket", "--pythonpath", str(BENCH_DIR), "_dulwich_app:create_app()"]
+    server = spawn("dulwich", command, work / "dulwich.log", {"BENCH_DULWICH_ROOT": str(root)}, "/")
+    server.new_repo = lambda repo: _init_bare(git, root / OWNER / repo)
+    return server
+
+
+def start_http_backend(work: Path, git: Git) -> Server:
+    root = work / "cgi-root"
+    (root / OWNER).mkdir(parents=True)
+    command = [sys.executable, str(BENCH_DIR / "_cgi_server.py"), "--port", "{port}"]
+    command += ["--root", str(root)]
+    server = spawn("http-backend", command, work / "cgi.log", {}, "/")
+    server.new_repo = lambda repo: _init_bare(git, root / OWNER / repo)
+    return server
+
+
+def _init_bare(git: Git, path: Path) -> Path:
+    git.run("init", "--bare", "-q", "-b", "main", str(path))
+    return path
+
+
+# Git operations
+
+
+@dataclass
+class Dataset:
+    name: str
+    label: str
+    source: Path
+    head: str
+
+
+def bench_git(work: Path, runs: int, big_size: int, commits: int) -> dict:
+    """Clone, no-op fetch and push through each server; returns the seconds measured."""
+    git = Git(work / "home", "")
+    print(f"building sources: {commits} commits, one {big_size / MiB:.0f} MB file ...", flush=True)
+    datasets = [
+        Dataset("history", f"{commits} commits", work / "src-history.git", ""),
+        Dataset("bigfile", f"{big_size / MiB:.0f} MB file", work / "src-bigfile.git", ""),
+    ]
+    datasets[0].head = make_source(git, datasets[0].source, history_stream(commits))
+    datasets[1].head = make_source(git, datasets[1].source, bigfile_stream(big_size))
+
+    servers: list[Server] = []
+    try:
+        gate, token = start_gate(work, git)
+        git.env[TOKEN_ENV] = token
+        servers.append(gate)
+        servers.append(start_dulwich(work, git))
+        servers.append(start_http_backend(work, git))
+        total = runs + 1  # the first run warms caches and is not counted
+        for server in servers:
+            for data in datasets:
+                seed_bare(git, data.source, server.add_repo(data.name))
+                for run in range(total):
+                    server.add_repo(f"push-{data.name}-{run}")
+        return _measure(work, git, servers, datasets, total)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _measure(work: Path, git: Git, servers: list[Server], datasets: list[Dataset], total: int):
+    seconds: dict[tuple[str, str, str], list[float]] = {}
+    fetch_clones: dict[tuple[str, str], Path] = {}
+    for server in servers:
+        for data in datasets:
+            path = work / "fetch" / f"{server.name}-{data.name}"
+            git.run("clone", "-q", "--no-checkout", server.repo_url(data.name), str(path))
+            fetch_clones[server.name, data.name] = path
+
+    for run in range(total):
+        label = "warm-up" if run == 0 else f"run {run}/{total - 1}"
+        print(f"{label} ...", flush=True)
+        order = servers[run % len(servers) :] + servers[: run % len(servers)]
+        for data in datasets:
+            for server in order:
+                dest = work / "clones" / f"{server.name}-{data.name}-{run}"
+                spent = git.timed("clone", "-q", "--bare", server.repo_url(data.name), str(dest))
+                _expect(git.head(dest), data, f"clone from {server.name}")
+                shutil.rmtree(dest)
+                _record(seconds, run, (data.name, "clone", server.name), spent)
+            for server in order:
+                clone = fetch_clones[server.name, data.name]
+                spent = git.timed("-C", str(clone), "fetch", "-q", "origin")
+                _record(seconds, run, (data.name, "fetch", server.name), spent)
+            for server in order:
+                target = f"push-{data.name}-{run}"
+                spent = git.timed(
+                    "--git-dir", str(data.source), "push", "-q", server.repo_url(target), "main"
+                )
+                _expect(git.head(server.dirs[target]), data, f"push to {server.name}")
+                _record(seconds, run, (data.name, "push", server.name), spent)
+    return seconds
+
+
+def _expect(head: str, data: Dataset, what: str) -> None:
+    if head != data.head:
+        raise BenchError(f"{what}: main is {head}, expected {data.head} ({data.name})")
+
+
+def _record(seconds: dict, run: int, key: tuple[str, str, str], spent: float) -> None:
+    if run > 0:
+        seconds.setdefault(key, []).append(spent)
+
+
+def report_git(seconds: dict, datasets: Sequence[tuple[str, str]], runs: int) -> list[str]:
+    lines = [
+        f"Git over HTTP on 127.0.0.1: median seconds of {runs} run(s), after one warm-up",
+        f"(gate and dulwich: gunicorn gthread, {WORKERS} workers x {THREADS} threads each; "
+        "http-backend: CGI under bench/_cgi_server.py)",
+        "",
+        f"{'repository':<16}{'operation':<10}{'gate':>9}{'dulwich':>9}{'http-b.':>9}"
+        f"{'gate/dulwich':>14}{'gate/http-b.':>14}",
+    ]
+    clone_ratios = []
+    for name, label in datasets:
+        for op in OPERATIONS:
+            gate, raw, cgi = (statistics.median(seconds[name, op, s]) for s in SERVERS)
+            lines.append(
+                f"{label:<16}{op:<10}{gate:>9.3f}{raw:>9.3f}{cgi:>9.3f}"
+                f"{gate / raw:>14.2f}{gate / cgi:>14.2f}"
+            )
+            if op == "clone":
+                clone_ratios.append((label, gate / raw))
+    lines.append("")
+    for label, ratio in clone_ratios:
+        verdict = "met" if ratio <= CLONE_GOAL else "NOT met"
+        lines.append(
+            f"goal: clone through the gate <= {CLONE_GOAL:.2f} x raw dulwich ({label}): "
+            f"{ratio:.3f} -> {verdict}"
+        )
+    lines.append(
+        "note: the gate's first request of each git command gets a 401 and git retries with "
+        "the token (one extra round trip); http-backend answers protocol v2, dulwich v0."
+    )
+    return lines
+
+
+# Auth decision cost
+
+
+@dataclass
+class Probe:
+    """One realistic request: a token that may read one repository."""
+
+    secret: str
+    repo_id: RepoId
+    storage_id: str
+
+
+def populate(
+    accounts: Accounts, *, users: int, orgs: int, repo_count: int, token_count: int
+) -> list[tuple[str, str, int]]:
+    """Bulk-insert accounts, memberships, repos and tokens; returns (secret, owner, id)s.
+
+    Rows are written with SQL in a few statements: creating 10,000 tokens one by one
+    through :meth:`Accounts.create_token` would take minutes.
+    """
+    now = time.time()
+    rng = random.Random(5)
+    user_names = [f"user{i:04d}" for i in range(users)]
+    org_names = [f"org{i:03d}" for i in range(orgs)]
+    with accounts.store.begin() as conn:
+        conn.execute(
+            accounts_table.insert(),
+            [
+                {
+                    "hub_id": secrets.token_hex(12),
+                    "kind": kind,
+                    "name": name,
+                    "name_lower": name,
+                    "fullname": name,
+                    "created_at": now,
+                }
+                for kind, group in (("user", user_names), ("org", org_names))
+                for name in group
+            ],
+        )
+        ids = dict(conn.execute(sa.select(accounts_table.c.name, accounts_table.c.id)).all())
+        roles = ("read", "contributor", "write", "admin")
+        member_rows = {
+            (ids[org_names[(i * k + k) % orgs]], ids[user]): roles[(i + k) % 4]
+            for i, user in enumerate(user_names)
+            for k in (1, 7)
+        }
+        conn.execute(
+            memberships.insert(),
+            [{"org_id": o, "user_id": u, "role": r} for (o, u), r in member_rows.items()],
+        )
+        repo_rows = []
+        for i in range(repo_count):
+            on_user = i % 2 == 0
+            namespace = user_names[(i // 2) % users] if on_user else org_names[i % orgs]
+            repo_rows.append(
+                {
+                    "hub_id": secrets.token_hex(12),
+                    "type": ("model", "model", "model", "dataset", "space")[i % 5],
+                    "namespace_id": ids[namespace],
+                    "name": f"repo{i:04d}",
+                    "name_lower": f"repo{i:04d}",
+                    "private": i % 3 != 0,
+                    "gated": "auto" if i % 3 == 0 and i % 10 == 3 else "off",
+                    "creator_id": ids[namespace] if on_user else ids[rng.choice(user_names)],
+                    "storage_id": uuid.uuid4().hex,
+                    "created_at": now,
+                }
+            )
+        conn.execute(repos.insert(), repo_rows)
+        token_rows, secrets_out = [], []
+        per_user = token_count // users
+        for user in user_names:
+            for k in range(per_user):
+                secret = tokens.generate()
+                role = ("write", "write", "write", "read", "read", "fineGrained")[k % 6]
+                scopes = (
+                    [{"type": "user", "name": user, "permissions": ["repo.content.read"]}]
+                    if role == "fineGrained"
+                    else []
+                )
+                token_rows.append(
+                    {
+                        "owner_id": ids[user],
+                        "display_name": f"token{k}",
+                        "role": role,
+                        "scopes": scopes,
+                        "can_read_gated": False,
+                        "digest": tokens.digest(secret, accounts.token_key),
+                        "last4": tokens.last4(secret),
+                        "created_at": now,
+                        "expires_at": now + 86400 * 30 if k % 4 == 0 else None,
+                    }
+                )
+                secrets_out.append((secret, user, ids[user]))
+        conn.execute(tokens_table.insert(), token_rows)
+    return secrets_out
+
+
+def pick_probes(accounts: Accounts, secrets_out, count: int) -> list[Probe]:
+    """Token and repository pairs that are allowed to fetch: the common, successful path."""
+    by_owner: dict[str, list[str]] = {}
+    for secret, user, _ in secrets_out:
+        by_owner.setdefault(user, []).append(secret)
+    gate = Gate(accounts)
+    rng = random.Random(7)
+    probes: list[Probe] = []
+    records = accounts.list_repos()
+    for record in rng.sample(records, k=len(records)):
+        if len(probes) >= count:
+            break
+        facts = record.facts
+        secret = rng.choice(by_owner[facts.creator if facts.namespace_is_org else facts.namespace])
+        environ = _environ(f"/{record.repo_id.url_path}/info/refs", secret)
+        caller = gate.caller(environ)
+        if gate.check(caller, record.repo_id, Action.READ).decision:
+            probes.append(Probe(secret, record.repo_id, record.storage_id))
+    with accounts.store.begin() as conn:
+        # Picking used the tokens: make the measured first use a real first use again.
+        conn.execute(tokens_table.update().values(last_used_at=None))
+    return probes
+
+
+def _environ(path: str, secret: str) -> dict:
+    basic = base64.b64encode(f"{OWNER}:{secret}".encode()).decode()
+    builder = EnvironBuilder(
+        path=path,
+        query_string={"service": "git-upload-pack"},
+        headers={"Authorization": f"Basic {basic}", "User-Agent": "git/2.39.5"},
+    )
+    return builder.get_environ()
+
+
+def bench_auth(work: Path, iterations: int, source: Path, git: Git) -> list[str]:
+    data_dir = work / "auth-data"
+    settings = Settings.load(data_dir)
+    accounts = Accounts.open(settings)
+    started = time.perf_counter()
+    secrets_out = populate(accounts, users=1000, orgs=100, repo_count=1000, token_count=10_000)
+    with accounts.store.begin() as conn:
+        counts = {
+            name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+            for name, table in (("tokens", tokens_table), ("repos", repos))
+        }
+    print(
+        f"auth database: {counts['tokens']} tokens, {counts['repos']} repos "
+        f"(created in {time.perf_counter() - started:.1f} s)",
+        flush=True,
+    )
+    probes = pick_probes(accounts, secrets_out, 100)
+    if len(probes) < 50:
+        raise BenchError(f"only {len(probes)} allowed (token, repo) pairs found")
+    for probe in probes:
+        # A real repository behind each probe, so info/refs advertises real refs.
+        git.run(
+            "clone",
+            "-q",
+            "--bare",
+            str(source),
+            str(settings.repos_dir / f"{probe.storage_id}.git"),
+        )
+    gate = Gate(accounts)
+    environs = [_environ(f"/{p.repo_id.url_path}/info/refs", p.secret) for p in probes]
+
+    def decide(i: int) -> tuple[float, float]:
+        probe, environ = probes[i % len(probes)], environs[i % len(environs)]
+        t0 = time.perf_counter_ns()
+        caller = gate.caller(environ)
+        t1 = time.perf_counter_ns()
+        access = gate.check(caller, probe.repo_id, Action.READ)
+        t2 = time.perf_counter_ns()
+        if not access.decision:
+            raise BenchError(f"{probe.repo_id} unexpectedly denied: {access.decision}")
+        return (t1 - t0) / 1000, (t2 - t1) / 1000
+
+    # First use of each token: also writes "last used" and an audit row.
+    first = [sum(decide(i)) for i in range(len(probes))]
+    steady = [decide(i) for i in range(iterations)]
+
+    app_client = Client(create_app(settings, accounts))
+    raw_client = Client(make_wsgi_chain(RootBackend(settings.repos_dir)))
+    gate_us, raw_us = [], []
+    for i in range(iterations):
+        probe = probes[i % len(probes)]
+        headers = {"Authorization": environs[i % len(environs)]["HTTP_AUTHORIZATION"]}
+        query = {"service": "git-upload-pack"}
+        t0 = time.perf_counter_ns()
+        answer = app_client.get(
+            f"/{probe.repo_id.url_path}/info/refs", query_string=query, headers=headers
+        )
+        t1 = time.perf_counter_ns()
+        raw = raw_client.get(f"/{probe.storage_id}.git/info/refs", query_string=query)
+        t2 = time.perf_counter_ns()
+        if answer.status_code != 200 or raw.status_code != 200 or answer.data != raw.data:
+            raise BenchError(
+                f"info/refs: gate {answer.status_code}, dulwich {raw.status_code}, "
+                f"same body: {answer.data == raw.data}"
+            )
+        gate_us.append((t1 - t0) / 1000)
+        raw_us.append((t2 - t1) / 1000)
+    accounts.store.dispose()
+
+    def row(label: str, values: Sequence[float]) -> str:
+        return f"{label:<52}{statistics.median(values):>10.0f}{percentile(values, 0.95):>10.0f}"
+
+    added = statistics.median(gate_us) - statistics.median(raw_us)
+    decision = statistics.median([c + k for c, k in steady])
+    verdict = "met" if max(added, decision) < REQUEST_GOAL_US else "NOT met"
+    lines = [
+        f"Auth decision cost in-process ({counts['tokens']} tokens, {counts['repos']} repos, "
+        f"SQLite; {iterations} requests over {len(probes)} token/repo pairs)",
+        "",
+        f"{'microseconds per request':<52}{'median':>10}{'p95':>10}",
+        row("Gate.caller (token lookup)", [c for c, _ in steady]),
+        row("Gate.check (repo lookup + policy)", [k for _, k in steady]),
+        row("Gate.caller + Gate.check", [c + k for c, k in steady]),
+        row("  same, first use of a token (writes last-used)", first),
+        row("GET info/refs through hfgit (werkzeug Client)", gate_us),
+        row("GET info/refs through raw dulwich (werkzeug Client)", raw_us),
+        "",
+        f"goal: the gate adds < {REQUEST_GOAL_US:.0f} us per request: "
+        f"info/refs gate - dulwich = {added:.0f} us, caller + check = {decision:.0f} us "
+        f"-> {verdict}",
+    ]
+    return lines
+
+
+# Entry point
+
+
+def machine_facts() -> list[str]:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    git_version = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout
+    return [
+        f"machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        f"software: Python {platform.python_version()}, {git_version.strip()}, "
+        f"dulwich {version('dulwich')}, gunicorn {version('gunicorn')}, "
+        f"SQLAlchemy {version('sqlalchemy')}, SQLite {sqlite3.sqlite_version}",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="measured runs per case (default 5)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 1 run, a 5 MB file, fewer requests"
+    )
+    parser.add_argument("--part", choices=("all", "git", "auth"), default="all")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--json", type=Path, help="also write the raw timings here")
+    args = parser.parse_args(argv)
+    if shutil.which("git") is None:
+        raise SystemExit("needs git: apt-get install -y git")
+    runs = 1 if args.quick else args.runs
+    if runs < 1:
+        parser.error("--runs must be at least 1")
+    big_size = (5 if args.quick else 30) * MiB
+    commits = 200
+    iterations = 300 if args.quick else 3000
+
+    work = Path(tempfile.mkdtemp(prefix="hfgit-bench-"))
+    output = ["", *machine_facts(), ""]
+    raw: dict = {}
+    started = time.perf_counter()
+    try:
+        if args.part in ("all", "git"):
+            seconds = bench_git(work, runs, big_size, commits)
+            raw["git_seconds"] = {"/".join(k): v for k, v in seconds.items()}
+            datasets = [
+                ("history", f"{commits} commits"),
+                ("bigfile", f"{big_size // MiB} MB file"),
+            ]
+            output += [*report_git(seconds, datasets, runs), ""]
+        if args.part in ("all", "auth"):
+            git = Git(work / "home", "")
+            source = work / "src-auth.git"
+            make_source(git, source, history_stream(commits))
+            output += bench_auth(work, iterations, source, git)
+    except BenchError as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        print(f"work directory kept for inspection: {work}", file=sys.stderr)
+        return 1
+    output.append(f"\ntotal time: {time.perf_counter() - started:.0f} s")
+    print("\n".join(output))
+    if args.json:
+        args.json.write_text(json.dumps(raw, indent=1))
+    if args.keep:
+        print(f"work directory kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
