@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.protocol import ReceivableProtocol
 from dulwich.repo import Repo
-from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
+from dulwich.server import Backend
 from werkzeug.wrappers import Response
 
 from ..accounts import Accounts, AuthError, Caller, RepoRecord
@@ -26,6 +26,8 @@ from ..policy import Action
 from . import responses
 from .body import BodyError, open_body
 from .gate import Gate
+from .receive import HardenedReceivePackHandler, PushLimits
+from .upload import FetchLimits, FetchRefused, HardenedUploadPackHandler
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,8 @@ class _OneRepoBackend(Backend):
         return self.repo
 
 
-class AuditedReceivePackHandler(ReceivePackHandler):
-    """dulwich's receive-pack, recording which refs a push moved."""
+class AuditedReceivePackHandler(HardenedReceivePackHandler):
+    """The hardened receive-pack, recording which refs a push moved."""
 
     def __init__(
         self, *args, on_push: Callable[[list[tuple[bytes, bytes, bytes]]], None], **kwargs
@@ -109,12 +111,20 @@ class GitService:
     ):
         backend = _OneRepoBackend(repo)
         if service == "git-upload-pack":
-            return UploadPackHandler(backend, ["/"], proto, stateless_rpc=True, **kw)
+            return HardenedUploadPackHandler(
+                backend,
+                ["/"],
+                proto,
+                stateless_rpc=True,
+                limits=FetchLimits.from_settings(self.settings),
+                **kw,
+            )
         return AuditedReceivePackHandler(
             backend,
             ["/"],
             proto,
             stateless_rpc=True,
+            limits=PushLimits.from_settings(self.settings),
             on_push=lambda refs: self._audit_push(caller, record, refs),
             **kw,
         )
@@ -153,6 +163,7 @@ class GitService:
             read = open_body(environ, limit)
         except BodyError as error:
             return responses.text(error.status, str(error))(environ, start_response)
+        _limit_silence(environ, self.settings.body_read_timeout)
 
         write: Callable[[bytes], object] | None = None
 
@@ -178,9 +189,23 @@ class GitService:
             if write is None:
                 return responses.text(error.status, str(error))(environ, start_response)
             log.warning("%s on %s stopped: %s", service, record.repo_id, error)
+        except FetchRefused as error:
+            # git shows an ERR line as "remote error: …"; before the pack phase it is
+            # the only answer git reads on a POST.
+            if write is None:
+                proto.write_pkt_line(b"ERR " + str(error).encode("utf-8", "replace") + b"\n")
+            else:
+                log.warning("%s on %s stopped: %s", service, record.repo_id, error)
         except (GitProtocolError, HangupException, ValueError, KeyError) as error:
             if write is None:
                 return responses.text(400, f"Malformed {service} request.")(environ, start_response)
+            log.warning("%s on %s stopped: %s", service, record.repo_id, error)
+        except OSError as error:
+            # The client went away or stayed silent past the read timeout.
+            if write is None:
+                return responses.text(408, f"{service} request body timed out or broke off.")(
+                    environ, start_response
+                )
             log.warning("%s on %s stopped: %s", service, record.repo_id, error)
         if write is None:
             write_fn(b"")
@@ -200,3 +225,15 @@ class GitService:
             repo_id=record.id,
             detail=detail,
         )
+
+
+def _limit_silence(environ: dict, seconds: int) -> None:
+    """Give up on a client that stops sending its body (or reading the answer).
+
+    gunicorn's gthread worker reads request bodies on a blocking socket with no
+    timeout, so a slow client would hold a worker thread forever; the worker resets
+    the socket's mode for the next request on the connection.
+    """
+    sock = environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(seconds)
