@@ -23,7 +23,7 @@ from passlib.hash import argon2
 from . import names, policy, tokens
 from .config import Settings
 from .names import RepoId
-from .store import Store, access_grants, accounts, audit_log, memberships, repos
+from .store import Store, access_grants, accounts, audit_log, login_failures, memberships, repos
 from .store import tokens as token_table
 
 #: How often "last used" is written for a busy token; every request would make each
@@ -75,6 +75,20 @@ class RepoRecord:
     @property
     def repo_id(self) -> RepoId:
         return RepoId(self.facts.type, self.facts.namespace, self.facts.name)
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    """One user's request for a gated repository, as the Hub lists it."""
+
+    request_id: str
+    user: str
+    fullname: str
+    email: str | None
+    status: str  # pending | accepted | rejected
+    created_at: float
+    updated_at: float
+    fields: dict | None
 
 
 @dataclass(frozen=True)
@@ -238,6 +252,13 @@ class Accounts:
     def user(self, name: str) -> sa.Row:
         with self.store.begin() as conn:
             return self._account(conn, name, "user")
+
+    def namespace_kind(self, name: str) -> str | None:
+        """``"user"`` or ``"org"`` for an existing namespace, None when nobody has the name."""
+        with self.store.begin() as conn:
+            return conn.execute(
+                sa.select(accounts.c.kind).where(accounts.c.name_lower == name.lower())
+            ).scalar()
 
     def create_org(self, name: str, *, fullname: str = "") -> None:
         self._create_account("org", name, fullname=fullname)
@@ -454,6 +475,159 @@ class Accounts:
                 )
             ).scalar()
         return status == "accepted"
+
+    def _gated_repo(self, conn: sa.Connection, repo_id: RepoId) -> RepoRecord:
+        record = self._find_repo(conn, repo_id)
+        if record is None:
+            raise NotFound(f"No {repo_id.type} named {repo_id.repo_id}.")
+        if record.facts.gated == "off":
+            raise InvalidInput(
+                f"The {repo_id.type} {repo_id.repo_id} is not gated: enable gating "
+                "(auto or manual) in its settings first."
+            )
+        return record
+
+    @staticmethod
+    def _request_id(repo: RepoRecord, user_hub_id: str) -> str:
+        """A stable 24-hex id per (repo, user), so requests can be named without a username."""
+        return hashlib.sha256(f"{repo.hub_id}:{user_hub_id}".encode()).hexdigest()[:24]
+
+    _request_query = sa.select(
+        access_grants,
+        accounts.c.name,
+        accounts.c.fullname,
+        accounts.c.email,
+        accounts.c.hub_id.label("user_hub_id"),
+    ).join(accounts, accounts.c.id == access_grants.c.user_id)
+
+    def request_access(self, repo_id: RepoId, user: str) -> str:
+        """Ask for access to a gated repo; ``auto`` gating accepts at once.
+
+        Asking again changes nothing: an accepted or rejected request keeps its status.
+        Returns the request's status.
+        """
+        now = time.time()
+        with self.store.begin() as conn:
+            record = self._gated_repo(conn, repo_id)
+            user_row = self._account(conn, user, "user")
+            existing = conn.execute(
+                sa.select(access_grants.c.status).where(
+                    access_grants.c.repo_id == record.id, access_grants.c.user_id == user_row.id
+                )
+            ).scalar()
+            if existing is not None:
+                return existing
+            status = "accepted" if record.facts.gated == "auto" else "pending"
+            conn.execute(
+                access_grants.insert().values(
+                    repo_id=record.id,
+                    user_id=user_row.id,
+                    status=status,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            self._audit(conn, "access.request", user_id=user_row.id, repo_id=record.id)
+        return status
+
+    def access_requests(self, repo_id: RepoId, status: str) -> list[AccessRequest]:
+        if status not in ("pending", "accepted", "rejected"):
+            raise InvalidInput(f"Invalid access status {status!r}.")
+        with self.store.begin() as conn:
+            record = self._gated_repo(conn, repo_id)
+            rows = conn.execute(
+                self._request_query.where(
+                    access_grants.c.repo_id == record.id, access_grants.c.status == status
+                ).order_by(access_grants.c.created_at, accounts.c.name_lower)
+            ).all()
+        return [
+            AccessRequest(
+                request_id=self._request_id(record, row.user_hub_id),
+                user=row.name,
+                fullname=row.fullname,
+                email=row.email,
+                status=row.status,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+                fields=row.fields,
+            )
+            for row in rows
+        ]
+
+    def handle_access_request(
+        self,
+        repo_id: RepoId,
+        status: str,
+        *,
+        user: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        """Move an existing request to ``status``, naming it by user or by request id.
+
+        As on the Hub, a request already in ``status`` is reported as not found.
+        """
+        if status not in ("pending", "accepted", "rejected"):
+            raise InvalidInput(
+                f"Invalid access status {status!r}: use accepted, rejected or pending."
+            )
+        if (user is None) == (request_id is None):
+            raise InvalidInput("Name the request by exactly one of user or requestId.")
+        with self.store.begin() as conn:
+            record = self._gated_repo(conn, repo_id)
+            query = self._request_query.where(access_grants.c.repo_id == record.id)
+            if user is not None:
+                query = query.where(accounts.c.name_lower == user.lower())
+            rows = conn.execute(query).all()
+            if request_id is not None:
+                rows = [r for r in rows if self._request_id(record, r.user_hub_id) == request_id]
+            who = user or request_id
+            if not rows:
+                raise NotFound(f"No access request from {who} for {repo_id.repo_id}.")
+            row = rows[0]
+            if row.status == status:
+                raise NotFound(f"The access request from {who} is already {status}.")
+            conn.execute(
+                access_grants.update()
+                .where(access_grants.c.repo_id == record.id, access_grants.c.user_id == row.user_id)
+                .values(status=status, updated_at=time.time())
+            )
+            self._audit(conn, f"access.{status}", user_id=row.user_id, repo_id=record.id)
+
+    def grant_access(self, repo_id: RepoId, user: str) -> None:
+        """Accept ``user`` without a request of theirs; refused if they already have access."""
+        with self.store.begin() as conn:
+            record = self._gated_repo(conn, repo_id)
+            user_row = self._account(conn, user, "user")
+            status = conn.execute(
+                sa.select(access_grants.c.status).where(
+                    access_grants.c.repo_id == record.id, access_grants.c.user_id == user_row.id
+                )
+            ).scalar()
+            if status == "accepted":
+                raise InvalidInput(f"{user_row.name} already has access to {repo_id.repo_id}.")
+        self.set_access(repo_id, user_row.name, "accepted")
+
+    # Failed logins (rate limiting of the settings pages)
+
+    def record_login_failure(self, keys: Iterable[str], *, at: float, forget_before: float) -> None:
+        """Note one failed login under each key, dropping entries older than ``forget_before``."""
+        with self.store.begin() as conn:
+            conn.execute(login_failures.delete().where(login_failures.c.at < forget_before))
+            conn.execute(login_failures.insert(), [{"key": key, "at": at} for key in keys])
+
+    def count_login_failures(self, key: str, *, since: float) -> tuple[int, float | None]:
+        """How many failures ``key`` has had since ``since``, and when the oldest of them was."""
+        with self.store.begin() as conn:
+            row = conn.execute(
+                sa.select(sa.func.count(), sa.func.min(login_failures.c.at)).where(
+                    login_failures.c.key == key, login_failures.c.at >= since
+                )
+            ).one()
+        return int(row[0]), row[1]
+
+    def clear_login_failures(self, keys: Iterable[str]) -> None:
+        with self.store.begin() as conn:
+            conn.execute(login_failures.delete().where(login_failures.c.key.in_(list(keys))))
 
     # Tokens
 

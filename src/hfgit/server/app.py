@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from werkzeug.middleware.proxy_fix import ProxyFix
+
 from ..accounts import Accounts
 from ..config import Settings
 from ..names import is_canonical, parse_repo_path
@@ -14,6 +16,7 @@ from .api import ApiService
 from .gate import Gate
 from .git import GitService
 from .lfs import LfsService
+from .pages import PagesService
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +31,17 @@ class HfGitApp:
         self.git = GitService(settings, accounts, self.gate)
         self.api = ApiService(accounts, self.gate)
         self.lfs = LfsService(settings, accounts, self.gate)
+        self.pages = PagesService(settings, accounts)
+        # Forwarded headers are believed only when configured: a client could forge them.
+        self._handler = (
+            ProxyFix(self._route, x_for=1, x_proto=1, x_host=1)
+            if settings.trust_proxy
+            else self._route
+        )
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         try:
-            return self._route(environ, start_response)
+            return self._handler(environ, start_response)
         except DatabaseUnavailable:
             log.error("database unavailable while serving %s", environ.get("PATH_INFO"))
             return responses.text(503, responses.UNAVAILABLE_MESSAGE)(environ, start_response)
@@ -55,6 +65,8 @@ class HfGitApp:
             )
         if path.startswith("/api/"):
             return self.api(environ, start_response)
+        if self.pages.handles(path):
+            return self.pages(environ, start_response)
         target = parse_repo_path(path)
         if target is not None and target.rest.startswith("info/lfs/"):
             return self.lfs(environ, start_response, target)

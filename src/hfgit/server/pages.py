@@ -1,0 +1,436 @@
+"""The settings pages: log in, then list, create, refresh and delete access tokens.
+
+Server-rendered Jinja2 templates with plain forms, so the pages work without JavaScript
+(a few lines of it only power the copy button). Only a browser session may manage
+tokens: a token sent in an ``Authorization`` header is ignored here. Every form carries
+the session's CSRF token, and a new token's value is rendered once, in the response to
+the form that made it, never stored or redirected through.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.utils import redirect, send_from_directory
+from werkzeug.wrappers import Request, Response
+
+from .. import policy
+from ..accounts import Accounts, AccountsError, Conflict, InvalidInput, TokenRecord, make_scope
+from ..accounts import NotFound as AccountNotFound
+from ..config import Settings
+from .ratelimit import LoginLimiter
+from .sessions import Session, SessionCookies, csrf_matches, password_tag
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+#: Scope rows the New token form shows at first; "Add a scope row" adds one more.
+DEFAULT_SCOPE_ROWS = 3
+MAX_SCOPE_ROWS = 50
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+class PageRequest(Request):
+    #: Forms here are small; a larger body is refused before it is parsed.
+    max_content_length = 256 * 1024
+    max_form_parts = 1000
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "—"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def scope_summary(token: TokenRecord) -> str:
+    """One line per token for the table: what a fine-grained token reaches."""
+    if token.role != "fineGrained":
+        return "all your repositories" if token.role == "write" else "read everything you can"
+    parts = []
+    for scope in token.scopes:
+        perms = "write" if scope.can_write else "read"
+        parts.append(f"{scope.kind} {scope.name}: {perms}")
+    if token.can_read_gated:
+        parts.append("gated repos you were granted: read")
+    return "; ".join(parts)
+
+
+class FormError(Exception):
+    """A form value the user can correct; shown above the form."""
+
+
+class PagesService:
+    def __init__(self, settings: Settings, accounts: Accounts) -> None:
+        self.settings = settings
+        self.accounts = accounts
+        self.cookies = SessionCookies(accounts.store.secret)
+        self.limiter = LoginLimiter(
+            accounts,
+            per_client=settings.login_max_failures_client,
+            per_account=settings.login_max_failures_account,
+            window=settings.login_window,
+        )
+        self.templates = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.filters["when"] = _when
+        self.templates.globals["scope_summary"] = scope_summary
+        self.urls = Map(
+            [
+                Rule("/login", endpoint="login", methods=["GET", "POST"]),
+                Rule("/logout", endpoint="logout", methods=["POST"]),
+                Rule("/settings", endpoint="settings", methods=["GET"]),
+                Rule("/settings/tokens", endpoint="tokens", methods=["GET"]),
+                Rule("/settings/tokens/new", endpoint="new_token", methods=["POST"]),
+                Rule(
+                    "/settings/tokens/<int:token_id>/<any(refresh,delete):action>",
+                    endpoint="token_action",
+                    methods=["GET", "POST"],
+                ),
+                Rule("/static/<filename>", endpoint="static", methods=["GET"]),
+            ]
+        )
+
+    @staticmethod
+    def handles(path: str) -> bool:
+        return path in ("/login", "/logout", "/settings") or path.startswith(
+            ("/settings/", "/static/")
+        )
+
+    def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
+        request = PageRequest(environ)
+        try:
+            endpoint, args = self.urls.bind_to_environ(environ).match()
+            response = getattr(self, f"_{endpoint}")(request, **args)
+        except HTTPException as exc:
+            response = self._error(request, exc.code or 400, exc.description or "Bad request.")
+        if endpoint_is_page(request.path):
+            for header, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(header, value)
+        return response(environ, start_response)
+
+    # Rendering
+
+    def _render(
+        self,
+        request: Request,
+        template: str,
+        session: Session | None,
+        status: int = 200,
+        **context: object,
+    ) -> Response:
+        html = self.templates.get_template(template).render(
+            session=session, user=session.user if session else None, **context
+        )
+        return Response(html, status=status, mimetype="text/html")
+
+    def _error(self, request: Request, status: int, message: str) -> Response:
+        session = self._session(request)
+        return self._render(
+            request, "error.html", session, status, status_code=status, message=message
+        )
+
+    def _secure(self, request: Request) -> bool:
+        return request.scheme == "https"
+
+    # Sessions
+
+    def _session(self, request: Request) -> Session | None:
+        """The request's session; a logged-in one only while the password is unchanged."""
+        session = self.cookies.load(request)
+        if session is None or session.user is None:
+            return session
+        try:
+            row = self.accounts.user(session.user)
+        except AccountNotFound:
+            return Session(csrf=session.csrf)
+        if session.password_tag != password_tag(row.password_hash):
+            return Session(csrf=session.csrf)
+        return session
+
+    def _logged_in(self, request: Request) -> Session:
+        session = self._session(request)
+        if session is None or session.user is None:
+            raise _LoginRequired(request.path)
+        return session
+
+    def _check_csrf(self, request: Request, session: Session | None) -> None:
+        if not csrf_matches(session, request.form.get("csrf_token")):
+            raise _CsrfFailed()
+
+    # Login and logout
+
+    def _login(self, request: Request) -> Response:
+        session = self._session(request)
+        next_url = _safe_next(request.values.get("next"))
+        if request.method == "GET":
+            if session is not None and session.user is not None:
+                return redirect(next_url, 303)
+            fresh = session or self.cookies.new()
+            response = self._render(request, "login.html", fresh, next_url=next_url)
+            if session is None:
+                self.cookies.save(response, fresh, secure=self._secure(request))
+            return response
+        if not csrf_matches(session, request.form.get("csrf_token")):
+            return self._csrf_refused(request)
+        username = request.form.get("username", "").strip()
+        password = request.form.get("password", "")
+        client = request.remote_addr or "unknown"
+        known = (self.cookies.device_user(request) or "") == username.lower() != ""
+        wait = self.limiter.retry_after(client, username, known_device=known)
+        if wait is not None:
+            minutes = max(1, round(wait / 60))
+            response = self._render(
+                request,
+                "login.html",
+                session,
+                429,
+                next_url=next_url,
+                username=username,
+                error=f"Too many failed logins. Try again in about {minutes} minute"
+                f"{'s' if minutes != 1 else ''}.",
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
+        canonical = self.accounts.verify_password(username, password) if username else None
+        if canonical is None:
+            self.limiter.failed(client, username)
+            return self._render(
+                request,
+                "login.html",
+                session,
+                401,
+                next_url=next_url,
+                username=username,
+                error="Wrong username or password.",
+            )
+        self.limiter.succeeded(client, username)
+        row = self.accounts.user(canonical)
+        fresh = self.cookies.new(canonical, password_tag(row.password_hash))
+        response = redirect(next_url, 303)
+        secure = self._secure(request)
+        self.cookies.save(response, fresh, secure=secure)
+        self.cookies.remember_device(response, canonical, secure=secure)
+        return response
+
+    def _logout(self, request: Request) -> Response:
+        session = self._session(request)
+        if not csrf_matches(session, request.form.get("csrf_token")):
+            return self._csrf_refused(request)
+        response = redirect("/login", 303)
+        self.cookies.clear(response, secure=self._secure(request))
+        return response
+
+    def _csrf_refused(self, request: Request) -> Response:
+        return self._error(
+            request,
+            403,
+            "This form was not sent from this site, or it expired. Reload the page and try again.",
+        )
+
+    # Tokens
+
+    def _settings(self, request: Request) -> Response:
+        return redirect("/settings/tokens", 303)
+
+    def _tokens_page(
+        self,
+        request: Request,
+        session: Session,
+        status: int = 200,
+        **context: object,
+    ) -> Response:
+        assert session.user is not None
+        form = context.pop("form", None) or _empty_form(session.user)
+        return self._render(
+            request,
+            "tokens.html",
+            session,
+            status,
+            tokens=self.accounts.list_tokens(session.user),
+            form=form,
+            now=time.time(),
+            scope_kinds=policy.SCOPE_KINDS,
+            **context,
+        )
+
+    def _tokens(self, request: Request) -> Response:
+        try:
+            session = self._logged_in(request)
+        except _LoginRequired as needed:
+            return needed.response()
+        return self._tokens_page(request, session)
+
+    def _new_token(self, request: Request) -> Response:
+        try:
+            session = self._logged_in(request)
+            self._check_csrf(request, session)
+        except _LoginRequired as needed:
+            return needed.response()
+        except _CsrfFailed:
+            return self._csrf_refused(request)
+        assert session.user is not None
+        form = _read_form(request)
+        if request.form.get("action") == "add_row":
+            form["rows"] = min(MAX_SCOPE_ROWS, form["rows"] + 1)
+            return self._tokens_page(request, session, form=form, open_form=True)
+        try:
+            scopes = _form_scopes(form) if form["role"] == "fineGrained" else []
+            expires = _form_expiry(form["expires_days"])
+            secret, record = self.accounts.create_token(
+                session.user,
+                form["name"],
+                form["role"],
+                scopes=scopes,
+                can_read_gated=form["role"] == "fineGrained" and form["can_read_gated"],
+                expires_in_days=expires,
+            )
+        except (FormError, InvalidInput, Conflict, AccountNotFound) as exc:
+            return self._tokens_page(
+                request, session, 400, form=form, error=str(exc), open_form=True
+            )
+        return self._tokens_page(request, session, shown=(record.name, secret), created=True)
+
+    def _token_action(self, request: Request, token_id: int, action: str) -> Response:
+        try:
+            session = self._logged_in(request)
+            if request.method == "POST":
+                self._check_csrf(request, session)
+        except _LoginRequired as needed:
+            return needed.response()
+        except _CsrfFailed:
+            return self._csrf_refused(request)
+        assert session.user is not None
+        # Looked up among the session user's own tokens: another user's id is simply not found.
+        token = next((t for t in self.accounts.list_tokens(session.user) if t.id == token_id), None)
+        if token is None:
+            raise NotFound("No such token among yours.")
+        if request.method == "GET":
+            return self._render(request, "confirm.html", session, token=token, action=action)
+        try:
+            if action == "delete":
+                self.accounts.delete_token(session.user, token.name)
+                return self._tokens_page(request, session, notice=f"Token {token.name!r} deleted.")
+            secret = self.accounts.refresh_token(session.user, token.name)
+        except AccountsError as exc:
+            raise NotFound(str(exc)) from None
+        return self._tokens_page(request, session, shown=(token.name, secret), refreshed=True)
+
+    def _static(self, request: Request, filename: str) -> Response:
+        response = send_from_directory(STATIC_DIR, filename, request.environ, max_age=3600)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+def endpoint_is_page(path: str) -> bool:
+    return not path.startswith("/static/")
+
+
+class _LoginRequired(Exception):
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+    def response(self) -> Response:
+        return redirect(f"/login?next={quote(self.path, safe='/')}", 303)
+
+
+class _CsrfFailed(Exception):
+    pass
+
+
+def _safe_next(value: str | None) -> str:
+    """Where to go after login: only our own settings pages, never another site."""
+    if value and value.startswith("/settings") and "//" not in value and "\\" not in value:
+        return value
+    return "/settings/tokens"
+
+
+def _empty_form(user: str) -> dict:
+    return {
+        "name": "",
+        "role": "read",
+        "expires_days": "",
+        "can_read_gated": False,
+        "rows": DEFAULT_SCOPE_ROWS,
+        "scopes": [{"kind": "user", "entity": user, "read": False, "write": False}],
+    }
+
+
+def _read_form(request: Request) -> dict:
+    form = request.form
+    try:
+        rows = int(form.get("rows", DEFAULT_SCOPE_ROWS))
+    except ValueError:
+        rows = DEFAULT_SCOPE_ROWS
+    rows = max(1, min(MAX_SCOPE_ROWS, rows))
+    scopes = [
+        {
+            "kind": form.get(f"scope_kind_{i}", "model"),
+            "entity": form.get(f"scope_entity_{i}", "").strip(),
+            "read": f"scope_read_{i}" in form,
+            "write": f"scope_write_{i}" in form,
+        }
+        for i in range(rows)
+    ]
+    return {
+        "name": form.get("name", "").strip(),
+        "role": form.get("role", ""),
+        "expires_days": form.get("expires_days", "").strip(),
+        "can_read_gated": "can_read_gated" in form,
+        "rows": rows,
+        "scopes": scopes,
+    }
+
+
+def _form_scopes(form: dict) -> list[policy.Scope]:
+    """The scope rows that have a permission ticked; an entity is then required."""
+    scopes = []
+    for number, row in enumerate(form["scopes"], start=1):
+        permissions = [
+            perm
+            for perm, ticked in ((policy.PERM_READ, row["read"]), (policy.PERM_WRITE, row["write"]))
+            if ticked
+        ]
+        if not permissions:
+            continue
+        if not row["entity"]:
+            raise FormError(f"Scope row {number}: name the user, organization or repository.")
+        scopes.append(make_scope(row["kind"], row["entity"], permissions))
+    if not scopes and not form["can_read_gated"]:
+        raise FormError(
+            "A fine-grained token needs at least one scope: tick a permission on a row, "
+            "or allow reading gated repositories."
+        )
+    return scopes
+
+
+def _form_expiry(value: str) -> float | None:
+    if not value:
+        return None
+    try:
+        days = float(value)
+    except ValueError:
+        raise FormError(f"Expiry {value!r} is not a number of days.") from None
+    if not 0 < days <= 3650:
+        raise FormError("The expiry must be between 1 and 3650 days, or empty for none.")
+    return days
