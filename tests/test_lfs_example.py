@@ -1,0 +1,71 @@
+"""examples/push_after_training.py pushes LFS weights using only the hf credential helper."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, Git, Hub, unique
+from lfs_support import enable_lfs, held
+
+
+def test_push_after_training_uses_only_the_credential_helper(
+    hub: Hub, git: Git, tmp_path: Path
+) -> None:
+    enable_lfs(git)
+    user = hub.make_user()
+    repo = hub.make_repo(f"{user}/{unique('trained')}", private=True)
+    env = {
+        **git.env,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "HF_HOME": str(git.home / "hf"),
+    }
+
+    def hfgit(*args: str, input: str | None = None) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "hfgit.cli", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+
+    hfgit("login", "--endpoint", hub.url, "--token-stdin", input=hub.make_token(user, "write"))
+    # What `hfgit setup-git --endpoint URL` writes (it crashed on a missing --scope
+    # default when this was written): the hf helper, and the repo path for this endpoint.
+    git.run("config", "--global", "--add", "credential.helper", "hf")
+    git.run("config", "--global", f"credential.{hub.url}.useHttpPath", "true")
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "push_after_training.py"),
+            "--endpoint",
+            hub.url,
+            "--repo",
+            repo.repo_id,
+            "--megabytes",
+            "3",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    oid = re.search(r"sha256 ([0-9a-f]{64})", result.stdout).group(1)
+    weights = (tmp_path / "run" / "model.safetensors").read_bytes()
+    assert hashlib.sha256(weights).hexdigest() == oid
+    assert held(hub, repo, oid)
+    assert not re.search(r"hf_[A-Za-z]{34}", result.stdout + result.stderr)
+
+    clone = tmp_path / "clone"
+    git.run("clone", "-q", hub.repo_url(repo), str(clone), token=hub.make_token(user, "read"))
+    assert (clone / "model.safetensors").read_bytes() == weights
