@@ -54,7 +54,7 @@ def report_status(body: bytes) -> dict[str, str]:
     for packet in read_pkts(body):
         if packet and packet[:1] == b"\x01":
             lines.extend(p for p in read_pkts(packet[1:]) if p)
-        elif packet and not packet[:1] in (b"\x02", b"\x03"):
+        elif packet and packet[:1] not in (b"\x02", b"\x03"):
             lines.append(packet)
     result: dict[str, str] = {}
     for line in lines:
@@ -204,7 +204,8 @@ class Plumbing:
 
     def pack(self, objects: list[str]) -> bytes:
         """A pack of exactly ``objects`` (no closure: missing ones stay missing)."""
-        return self.run("pack-objects", "--stdout", input="".join(f"{o}\n" for o in objects).encode())
+        listing = "".join(f"{sha}\n" for sha in objects).encode()
+        return self.run("pack-objects", "--stdout", input=listing)
 
 
 def push_body(commands: list[tuple[str, str, str]], pack: bytes, caps: str = RECEIVE_CAPS) -> bytes:

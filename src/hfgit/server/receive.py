@@ -25,12 +25,13 @@ import shutil
 import stat
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 from dulwich.config import ConfigFile
-from dulwich.errors import ChecksumMismatch, ObjectFormatException
+from dulwich.errors import ApplyDeltaError, ChecksumMismatch, ObjectFormatException
 from dulwich.file import FileLocked
 from dulwich.object_store import DiskObjectStore, PackInputTooLarge
 from dulwich.objects import S_IFGITLINK, Blob, Commit, ObjectID, ShaFile, Tag, Tree
@@ -317,6 +318,19 @@ def clear_stale_lock(lock_path: str, max_age: float) -> bool:
     return True
 
 
+#: What dulwich raises for a pack that is cut short or corrupt.
+_BROKEN_PACK = (
+    OSError,
+    ChecksumMismatch,
+    ApplyDeltaError,
+    AssertionError,
+    ValueError,
+    KeyError,
+    EOFError,
+    zlib.error,
+)
+
+
 # --- the handler --------------------------------------------------------------------
 
 
@@ -358,7 +372,10 @@ class HardenedReceivePackHandler(ReceivePackHandler):
                 except PackRejected as error:
                     yield from _unpack_failed(refs, str(error))
                     return
-                except (OSError, ChecksumMismatch, AssertionError, ValueError, EOFError) as error:
+                except ObjectFormatException as error:
+                    yield from _unpack_failed(refs, f"bad object: {error}")
+                    return
+                except _BROKEN_PACK as error:
                     log.info("unpack failed: %s", error)
                     yield from _unpack_failed(refs, "unpack failed: truncated or corrupt pack")
                     return
