@@ -94,6 +94,7 @@ def cmd_login(args: argparse.Namespace) -> int:
             "username": info["name"],
             "role": str(details.get("role", "")),
             "scopes": whoami.scopes(info),
+            "expires": whoami.expires(info),
         }
     if has_control(record["username"]) or has_control(record.get("role", "")):
         raise ClientError(f"{endpoint} sent an account name with control characters")
@@ -176,7 +177,7 @@ def cmd_whoami(args: argparse.Namespace) -> int:
 
 def cmd_setup_git(args: argparse.Namespace) -> int:
     endpoint = store.endpoint_key(_endpoint(args))
-    scope = "local" if args.local else "global"
+    scope = args.scope
     try:
         action = gitsetup.undo if args.undo else gitsetup.setup
         changed = action(endpoint, scope)
@@ -252,8 +253,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--endpoint", help=endpoint_help)
     where = p.add_mutually_exclusive_group()
     where.add_argument(
-        "--global", dest="local", action="store_false", help="~/.gitconfig (default)"
+        "--global", dest="scope", action="store_const", const="global", help="~/.gitconfig"
     )
-    where.add_argument("--local", dest="local", action="store_true", help="this repository only")
+    where.add_argument(
+        "--local", dest="scope", action="store_const", const="local", help="this repository"
+    )
+    p.set_defaults(scope="global")
     p.add_argument("--undo", action="store_true", help="remove what setup-git added")
     p.set_defaults(func=_run(cmd_setup_git))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from datetime import datetime
 
 from hfgit.credential.select import format_scopes
 
@@ -57,6 +58,21 @@ def access_token(data: dict) -> dict:
     auth = data.get("auth") if isinstance(data.get("auth"), dict) else {}
     token = auth.get("accessToken")
     return token if isinstance(token, dict) else {}
+
+
+def expires(data: dict) -> str:
+    """Unix seconds from ``auth.accessToken.expiresAt`` (ISO 8601) if the server sends it.
+
+    The Hub does not document this field; servers that send it let the helper pass
+    ``password_expiry_utc`` to git, which then drops the token on time by itself.
+    """
+    value = access_token(data).get("expiresAt")
+    if not isinstance(value, str):
+        return ""
+    try:
+        return str(int(datetime.fromisoformat(value).timestamp()))
+    except ValueError:
+        return ""
 
 
 def scopes(data: dict) -> str:
