@@ -1,0 +1,255 @@
+"""LFS throughput through hfgit: git push/clone of one big LFS object vs plain curl.
+
+One ``hfgit serve`` (gunicorn, the default local storage) runs for the whole benchmark.
+Each run pushes a repository holding one LFS object (default 200 MB) with the real
+``git`` + ``git-lfs`` to a fresh repository, clones it back, then moves the same file
+with ``curl`` (PUT to a signed upload URL of another fresh repository, GET of a signed
+download URL) against the same server process. Printed: medians in MB/s, the ratios
+git/curl (goal: at least 0.8), and the largest resident memory of any server process
+seen while each kind of transfer ran (goal: under 150 MB whatever the object size).
+
+Run: ``python bench/lfs_throughput.py [--megabytes 200] [--runs 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+from hfgit.accounts import Accounts
+from hfgit.config import Settings
+from hfgit.names import RepoId
+
+MiB = 1024 * 1024
+MEDIA = "application/vnd.git-lfs+json"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_processes(master: int) -> list[int]:
+    """The gunicorn master and its workers."""
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    return [master, *(int(pid) for pid in children)]
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+@contextmanager
+def peak_rss(master: int, peaks: list[float]):
+    """Sample every server process while the block runs; append the largest RSS seen."""
+    done = threading.Event()
+    seen = [0.0]
+
+    def sample() -> None:
+        while not done.is_set():
+            seen[0] = max([seen[0], *(rss_mib(pid) for pid in server_processes(master))])
+            done.wait(0.02)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        peaks.append(seen[0])
+
+
+class Bench:
+    def __init__(self, work: Path, megabytes: int) -> None:
+        self.work = work
+        self.size = megabytes * MiB
+        self.data_dir = work / "data"
+        self.accounts = Accounts.open(Settings.load(self.data_dir))
+        self.accounts.create_user("bench")
+        self.token, _ = self.accounts.create_token("bench", "bench", "write")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.home = work / "home"
+        self.home.mkdir()
+        self.env = {
+            "HOME": str(self.home),
+            "PATH": os.environ["PATH"],
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": "bench",
+            "GIT_AUTHOR_EMAIL": "bench@example.com",
+            "GIT_COMMITTER_NAME": "bench",
+            "GIT_COMMITTER_EMAIL": "bench@example.com",
+            "BENCH_TOKEN": self.token,
+        }
+        self._counter = 0
+
+    def start(self) -> subprocess.Popen:
+        log = (self.work / "serve.log").open("wb")
+        command = [sys.executable, "-m", "hfgit.cli", "serve", "--data-dir", str(self.data_dir)]
+        command += ["--port", str(self.port), "--workers", "2"]
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.url}/healthz", timeout=2).close()
+                return process
+            except OSError:
+                time.sleep(0.1)
+        process.terminate()
+        raise RuntimeError("hfgit serve did not start; see serve.log")
+
+    def git(self, *args: str, cwd: Path | None = None) -> float:
+        helper = (
+            '!f() { test "$1" = get && echo username=bench && echo "password=$BENCH_TOKEN"; }; f'
+        )
+        started = time.perf_counter()
+        subprocess.run(
+            ["git", "-c", f"credential.helper={helper}", *args],
+            cwd=cwd,
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+        return time.perf_counter() - started
+
+    def new_repo(self) -> RepoId:
+        self._counter += 1
+        repo = RepoId("model", "bench", f"run{self._counter}")
+        self.accounts.create_repo(repo)
+        return repo
+
+    def prepare(self) -> tuple[Path, str]:
+        """A work tree with the big object committed (hashing happens here, untimed)."""
+        source = self.work / "source"
+        self.git("lfs", "install", "--skip-repo")
+        self.git("init", "-q", "-b", "main", str(source))
+        self.git("lfs", "track", "*.safetensors", cwd=source)
+        with (source / "model.safetensors").open("wb") as out:
+            for _ in range(self.size // MiB):
+                out.write(os.urandom(MiB))
+        self.git("add", ".", cwd=source)
+        self.git("commit", "-q", "-m", "weights", cwd=source)
+        pointer = subprocess.run(
+            ["git", "show", "HEAD:model.safetensors"],
+            cwd=source,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        oid = pointer.split("oid sha256:")[1].split()[0]
+        return source, oid
+
+    def signed(self, repo: RepoId, operation: str, oid: str) -> str:
+        """A transfer URL from the batch API (the token travels in a header only)."""
+        body = {"operation": operation, "objects": [{"oid": oid, "size": self.size}]}
+        basic = base64.b64encode(f"bench:{self.token}".encode()).decode()
+        request = urllib.request.Request(
+            f"{self.url}/{repo.url_path}.git/info/lfs/objects/batch",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": MEDIA, "Accept": MEDIA, "Authorization": f"Basic {basic}"},
+        )
+        with urllib.request.urlopen(request) as response:
+            answer = json.load(response)
+        return answer["objects"][0]["actions"][operation]["href"]
+
+
+def curl(*args: str) -> float:
+    started = time.perf_counter()
+    subprocess.run(["curl", "-sS", "-f", *args], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megabytes", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    for tool in ("git", "git-lfs", "curl"):
+        if shutil.which(tool) is None:
+            parser.error(f"needs {tool} on PATH")
+
+    work = Path(tempfile.mkdtemp(prefix="hfgit-lfs-bench-"))
+    bench = Bench(work, args.megabytes)
+    server = bench.start()
+    seconds: dict[str, list[float]] = {k: [] for k in ("push", "clone", "put", "get")}
+    peaks: dict[str, list[float]] = {"git": [], "curl": []}
+    try:
+        print(f"preparing a {args.megabytes} MB LFS object ...", flush=True)
+        source, oid = bench.prepare()
+        idle = max(rss_mib(pid) for pid in server_processes(server.pid))
+        for run in range(args.runs):
+            print(f"run {run + 1}/{args.runs} ...", flush=True)
+            repo = bench.new_repo()
+            url = f"{bench.url}/{repo.url_path}"
+            clone = work / "clone"
+            with peak_rss(server.pid, peaks["git"]):
+                seconds["push"].append(bench.git("push", "-q", url, "main", cwd=source))
+                seconds["clone"].append(bench.git("clone", "-q", url, str(clone)))
+            shutil.rmtree(clone)
+
+            other = bench.new_repo()
+            put_url = bench.signed(other, "upload", oid)
+            get_url = bench.signed(repo, "download", oid)
+            target = work / "download"
+            with peak_rss(server.pid, peaks["curl"]):
+                seconds["put"].append(
+                    curl(
+                        "-X",
+                        "PUT",
+                        "-H",
+                        "Content-Type: application/octet-stream",
+                        "--data-binary",
+                        f"@{source / 'model.safetensors'}",
+                        put_url,
+                    )
+                )
+                seconds["get"].append(curl("-o", str(target), get_url))
+            target.unlink()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        bench.accounts.store.dispose()
+        shutil.rmtree(work, ignore_errors=True)
+
+    mb = args.megabytes * MiB / 1e6
+    rate = {key: mb / statistics.median(values) for key, values in seconds.items()}
+    print(f"\none {args.megabytes} MiB LFS object, median of {args.runs} runs")
+    print(f"  git push  {rate['push']:8.1f} MB/s   curl PUT {rate['put']:8.1f} MB/s")
+    print(f"  git clone {rate['clone']:8.1f} MB/s   curl GET {rate['get']:8.1f} MB/s")
+    print(f"  ratio push/PUT  {rate['push'] / rate['put']:.2f}   (goal >= 0.80)")
+    print(f"  ratio clone/GET {rate['clone'] / rate['get']:.2f}   (goal >= 0.80)")
+    print(
+        f"  server peak RSS: idle {idle:.0f} MiB, during git {max(peaks['git']):.0f} MiB, "
+        f"during curl {max(peaks['curl']):.0f} MiB   (goal < 150 MiB)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
