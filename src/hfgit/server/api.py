@@ -264,12 +264,24 @@ class ApiService:
                 repo_id, private=bool(private), creator=caller.principal.user
             )
         except Conflict:
-            return responses.json_error(409, f"You already created this {repo_id.type} repo")
+            # As on the Hub, the 409 carries the URL: ``create_repo(exist_ok=True)`` reads it.
+            conflict = responses.json_error(409, f"You already created this {repo_id.type} repo")
+            conflict.set_data(
+                json.dumps(
+                    {"error": conflict.headers["X-Error-Message"], "url": _url(request, repo_id)}
+                )
+            )
+            return conflict
         self.accounts.audit(
             "repo.create", user_id=caller.user_id, token_id=caller.token_id, repo_id=record.id
         )
-        url = f"{request.host_url.rstrip('/')}/{record.repo_id.url_path}"
-        return json_response({"url": url, "name": record.repo_id.repo_id, "id": record.hub_id})
+        return json_response(
+            {
+                "url": _url(request, record.repo_id),
+                "name": record.repo_id.repo_id,
+                "id": record.hub_id,
+            }
+        )
 
     def _delete_repo(self, request: Request, caller: Caller | None) -> Response:
         if caller is None:
@@ -381,3 +393,8 @@ def _anonymous_refusal() -> Deny:
 
 def _repo_id(kind: str, namespace: str, name: str) -> RepoId:
     return RepoId.parse(f"{namespace}/{name}", kind[:-1])
+
+
+def _url(request: Request, repo_id: RepoId) -> str:
+    """The repo's URL as the client reached us (behind a trusted proxy: its public URL)."""
+    return f"{request.host_url.rstrip('/')}/{repo_id.url_path}"
