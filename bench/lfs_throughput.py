@@ -2,7 +2,8 @@
 
 One ``hfgit serve`` (gunicorn, the default local storage) runs for the whole benchmark.
 Each run pushes a repository holding one LFS object (default 200 MB) with the real
-``git`` + ``git-lfs`` to a fresh repository, clones it back, then moves the same file
+``git`` + ``git-lfs`` to a fresh repository, clones it back (and, separately, times
+``git lfs fetch`` alone, without the checkout git-lfs does on clone), then moves the same file
 with ``curl`` (PUT to a signed upload URL of another fresh repository, GET of a signed
 download URL) against the same server process. Printed: medians in MB/s, the ratios
 git/curl (goal: at least 0.8), and the largest resident memory of any server process
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="hfgit-lfs-bench-"))
     bench = Bench(work, args.megabytes)
     server = bench.start()
-    seconds: dict[str, list[float]] = {k: [] for k in ("push", "clone", "put", "get")}
+    seconds: dict[str, list[float]] = {k: [] for k in ("push", "clone", "fetch", "put", "get")}
     peaks: dict[str, list[float]] = {"git": [], "curl": []}
     try:
         print(f"preparing a {args.megabytes} MB LFS object ...", flush=True)
@@ -211,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
             with peak_rss(server.pid, peaks["git"]):
                 seconds["push"].append(bench.git("push", "-q", url, "main", cwd=source))
                 seconds["clone"].append(bench.git("clone", "-q", url, str(clone)))
+                shutil.rmtree(clone)
+                # The download alone, without git-lfs's copy into the work tree.
+                bench.env["GIT_LFS_SKIP_SMUDGE"] = "1"
+                bench.git("clone", "-q", url, str(clone))
+                del bench.env["GIT_LFS_SKIP_SMUDGE"]
+                seconds["fetch"].append(bench.git("lfs", "fetch", cwd=clone))
             shutil.rmtree(clone)
 
             other = bench.new_repo()
@@ -243,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  git push  {rate['push']:8.1f} MB/s   curl PUT {rate['put']:8.1f} MB/s")
     print(f"  git clone {rate['clone']:8.1f} MB/s   curl GET {rate['get']:8.1f} MB/s")
     print(f"  ratio push/PUT  {rate['push'] / rate['put']:.2f}   (goal >= 0.80)")
+    print(f"  git lfs fetch {rate['fetch']:8.1f} MB/s (the download alone, no checkout)")
     print(f"  ratio clone/GET {rate['clone'] / rate['get']:.2f}   (goal >= 0.80)")
+    print(f"  ratio fetch/GET {rate['fetch'] / rate['get']:.2f}")
     print(
         f"  server peak RSS: idle {idle:.0f} MiB, during git {max(peaks['git']):.0f} MiB, "
         f"during curl {max(peaks['curl']):.0f} MiB   (goal < 150 MiB)"

@@ -37,7 +37,7 @@ def git(*args: str, cwd: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--endpoint", default=os.environ.get("HF_ENDPOINT"), required=False)
+    parser.add_argument("--endpoint", default=os.environ.get("HF_ENDPOINT"))
     parser.add_argument("--repo", required=True, help="NS/NAME (datasets/NS/NAME, spaces/…)")
     parser.add_argument("--megabytes", type=int, default=4)
     parser.add_argument("workdir", type=Path)

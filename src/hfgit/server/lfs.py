@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Iterable
@@ -268,6 +269,10 @@ class LfsService:
             handle = self.storage.path(oid).open("rb")
         except FileNotFoundError:
             log.error("LFS object %s of %s missing from storage", oid, record.repo_id)
+            return lfs_error(404, "Object does not exist in this repository.")
+        if os.fstat(handle.fileno()).st_size != size:
+            handle.close()
+            log.error("LFS object %s in storage has the wrong size", oid)
             return lfs_error(404, "Object does not exist in this repository.")
         response = Response(
             wrap_file(environ, handle, buffer_size=MiB),
