@@ -69,3 +69,49 @@ def test_push_after_training_uses_only_the_credential_helper(
     clone = tmp_path / "clone"
     git.run("clone", "-q", hub.repo_url(repo), str(clone), token=hub.make_token(user, "read"))
     assert (clone / "model.safetensors").read_bytes() == weights
+
+
+def test_lfs_requests_get_the_token_pinned_to_the_repo(hub: Hub, git: Git, tmp_path: Path) -> None:
+    """git-lfs asks the helper with path ``ns/name.git/info/lfs``: the repo's own token answers."""
+    enable_lfs(git)
+    user = hub.make_user()
+    repo = hub.make_repo(f"{user}/{unique('pinned')}", private=True)
+    env = {
+        **git.env,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "HF_HOME": str(git.home / "hf"),
+    }
+    pinned = hub.make_token(user, "fineGrained", scopes=[f"model:{repo.repo_id}=repo.write"])
+    # The read token logs in last, so it is the endpoint's active one.
+    login = [sys.executable, "-m", "hfgit.cli", "login", "--endpoint", hub.url, "--token-stdin"]
+    for args, token in (
+        (["--name", "pinned", "--repo", repo.repo_id], pinned),
+        (["--name", "default"], hub.make_token(user, "read")),
+    ):
+        result = subprocess.run(
+            [*login, *args],
+            input=token,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+    git.run("config", "--global", "--add", "credential.helper", "hf")
+    git.run("config", "--global", f"credential.{hub.url}.useHttpPath", "true")
+
+    weights = os.urandom(200_000)
+    work = tmp_path / "work"
+    git.run("init", "-q", "-b", "main", str(work))
+    git.run("lfs", "track", "*.safetensors", cwd=work)
+    git.commit(work, {"model.safetensors": weights})
+    push = subprocess.run(
+        ["git", "push", "-q", hub.repo_url(repo), "main"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert push.returncode == 0, push.stderr
+    assert held(hub, repo, hashlib.sha256(weights).hexdigest())
