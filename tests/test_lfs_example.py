@@ -37,10 +37,7 @@ def test_push_after_training_uses_only_the_credential_helper(
         assert result.returncode == 0, result.stderr
 
     hfgit("login", "--endpoint", hub.url, "--token-stdin", input=hub.make_token(user, "write"))
-    # What `hfgit setup-git --endpoint URL` writes (it crashed on a missing --scope
-    # default when this was written): the hf helper, and the repo path for this endpoint.
-    git.run("config", "--global", "--add", "credential.helper", "hf")
-    git.run("config", "--global", f"credential.{hub.url}.useHttpPath", "true")
+    hfgit("setup-git", "--endpoint", hub.url)
 
     result = subprocess.run(
         [
@@ -97,8 +94,14 @@ def test_lfs_requests_get_the_token_pinned_to_the_repo(hub: Hub, git: Git, tmp_p
             timeout=60,
         )
         assert result.returncode == 0, result.stderr
-    git.run("config", "--global", "--add", "credential.helper", "hf")
-    git.run("config", "--global", f"credential.{hub.url}.useHttpPath", "true")
+    setup = subprocess.run(
+        [sys.executable, "-m", "hfgit.cli", "setup-git", "--endpoint", hub.url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert setup.returncode == 0, setup.stderr
 
     weights = os.urandom(200_000)
     work = tmp_path / "work"
