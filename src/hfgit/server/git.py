@@ -190,12 +190,9 @@ class GitService:
                 return responses.text(error.status, str(error))(environ, start_response)
             log.warning("%s on %s stopped: %s", service, record.repo_id, error)
         except FetchRefused as error:
-            # git shows an ERR line as "remote error: …"; before the pack phase it is
-            # the only answer git reads on a POST.
-            if write is None:
-                proto.write_pkt_line(b"ERR " + str(error).encode("utf-8", "replace") + b"\n")
-            else:
-                log.warning("%s on %s stopped: %s", service, record.repo_id, error)
+            # Raised only while reading wants and haves, before any pack data: git shows
+            # an ERR line there as "remote error: …", the only answer it reads on a POST.
+            proto.write_pkt_line(b"ERR " + str(error).encode("utf-8", "replace") + b"\n")
         except (GitProtocolError, HangupException, ValueError, KeyError) as error:
             if write is None:
                 return responses.text(400, f"Malformed {service} request.")(environ, start_response)

@@ -31,7 +31,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 from dulwich.config import ConfigFile
-from dulwich.errors import ApplyDeltaError, ChecksumMismatch, ObjectFormatException
+from dulwich.errors import (
+    ApplyDeltaError,
+    ChecksumMismatch,
+    GitProtocolError,
+    ObjectFormatException,
+)
 from dulwich.file import FileLocked
 from dulwich.object_store import DiskObjectStore, PackInputTooLarge
 from dulwich.objects import S_IFGITLINK, Blob, Commit, ObjectID, ShaFile, Tag, Tree
@@ -340,6 +345,21 @@ class HardenedReceivePackHandler(ReceivePackHandler):
     def __init__(self, *args, limits: PushLimits, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
+        read = self.proto.read_pkt_line
+        commands = 0
+
+        def read_counted() -> bytes | None:
+            # dulwich collects every command line before looking at any of them.
+            nonlocal commands
+            line = read()
+            commands += 1
+            if commands > limits.max_ref_updates + 1:
+                raise GitProtocolError(
+                    f"too many ref updates in one push (limit {limits.max_ref_updates})"
+                )
+            return line
+
+        self.proto.read_pkt_line = read_counted  # type: ignore[method-assign]
 
     def _progress(self, message: str) -> None:
         if self._client_capabilities is not None and self.has_capability(b"side-band-64k"):

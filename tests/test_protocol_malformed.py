@@ -1,0 +1,216 @@
+"""Malformed requests get a 4xx or an in-protocol ``ERR``/``ng``, never a 500."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import zlib
+from urllib.parse import urlsplit
+
+import pytest
+
+from _wire import FLUSH, UPLOAD_CAPS, PushTarget, pkt, post, raw_request, read_pkts
+
+UPLOAD = "git-upload-pack"
+RECEIVE = "git-receive-pack"
+
+
+@pytest.fixture(scope="module")
+def target(hub, tmp_path_factory):
+    from conftest import Git
+
+    tmp = tmp_path_factory.mktemp("malformed")
+    return PushTarget.create(hub, Git(tmp / "home"), tmp)
+
+
+def _healthy(target) -> None:
+    """The server still answers a real request after the bad one."""
+    answer = post(target.url, UPLOAD, FLUSH, target.token)
+    assert answer.status == 200
+
+
+def _refused(answer) -> bool:
+    if 400 <= answer.status < 500:
+        return True
+    packets = read_pkts(answer.body) if answer.status == 200 else []
+    return any(p and (p.startswith(b"ERR ") or b"ng " in p or b"unpack " in p) for p in packets)
+
+
+BAD_UPLOAD_BODIES = {
+    "not pkt-line": b"hello world",
+    "bad length": b"zzzzwant",
+    "short length": b"0002",
+    "length past end": b"00ffwant ",
+    "unknown command": pkt("fetch everything\n") + FLUSH,
+    "want not hex": pkt("want xyz multi_ack\n") + FLUSH,
+    "deepen word": lambda t: (
+        pkt(f"want {t.main} side-band-64k thin-pack ofs-delta shallow\n")
+        + pkt("deepen many\n")
+        + FLUSH
+    ),
+    "deepen negative": lambda t: (
+        pkt(f"want {t.main} side-band-64k thin-pack ofs-delta shallow\n")
+        + pkt("deepen -5\n")
+        + FLUSH
+    ),
+    "deepen huge": lambda t: (
+        pkt(f"want {t.main} side-band-64k thin-pack ofs-delta shallow\n")
+        + pkt("deepen 99999999999999999999\n")
+        + FLUSH
+    ),
+    "deepen zero": lambda t: (
+        pkt(f"want {t.main} side-band-64k thin-pack ofs-delta shallow\n")
+        + pkt("deepen 0\n")
+        + FLUSH
+    ),
+    "unknown capability": lambda t: pkt(f"want {t.main} frobnicate\n") + FLUSH,
+    "have garbage": lambda t: (
+        pkt(f"want {t.main} side-band-64k thin-pack ofs-delta\n")
+        + FLUSH
+        + pkt("have \xff\xfe\n")
+        + pkt("done\n")
+    ),
+    "non-ascii": "want é\n".encode() * 3,
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_UPLOAD_BODIES))
+def test_malformed_upload_pack_request(target, name):
+    body = BAD_UPLOAD_BODIES[name]
+    body = body(target) if callable(body) else body
+    answer = post(target.url, UPLOAD, body, target.token)
+    assert answer.status != 500
+    assert _refused(answer), (answer.status, answer.body[:200])
+    _healthy(target)
+
+
+BAD_RECEIVE_BODIES = {
+    "not pkt-line": b"hello world",
+    "bad length": b"zzzz",
+    "short command": pkt("0000 refs/heads/main\n") + FLUSH,
+    "sha not hex": pkt("x" * 40 + " " + "y" * 40 + " refs/heads/main\0report-status\n") + FLUSH,
+    "unknown capability": lambda t: pkt(f"{t.main} {t.main} refs/heads/main\0frobnicate\n") + FLUSH,
+    "garbage pack": lambda t: (
+        pkt(f"{t.main} {'1' * 40} refs/heads/main\0report-status\n")
+        + FLUSH
+        + b"PACK\x00\x00\x00\x02\xff\xff\xff\xffgarbage"
+    ),
+    "not a pack": lambda t: (
+        pkt(f"{t.main} {'1' * 40} refs/heads/main\0report-status\n")
+        + FLUSH
+        + b"this is not a pack at all"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_RECEIVE_BODIES))
+def test_malformed_receive_pack_request(target, name):
+    body = BAD_RECEIVE_BODIES[name]
+    body = body(target) if callable(body) else body
+    before = target.refs()
+    answer = post(target.url, RECEIVE, body, target.token)
+    assert answer.status != 500
+    assert _refused(answer), (answer.status, answer.body[:200])
+    assert target.refs() == before
+    _healthy(target)
+
+
+@pytest.mark.parametrize("service", ["git-upload-archive", "git-upl%C3%B6ad-pack", "x" * 300])
+def test_unknown_or_non_ascii_service_is_refused(target, service):
+    parts = urlsplit(target.url)
+    auth = base64.b64encode(f"u:{target.token}".encode()).decode()
+    response = raw_request(
+        target.url,
+        f"GET {parts.path}/info/refs?service={service} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Authorization: Basic {auth}\r\nConnection: close\r\n\r\n".encode(),
+    )
+    status = int(response.split(b" ", 2)[1])
+    assert 400 <= status < 500
+    _healthy(target)
+
+
+def _raw_post(target, service: str, headers: str, body: bytes) -> int:
+    parts = urlsplit(target.url)
+    auth = base64.b64encode(f"u:{target.token}".encode()).decode()
+    response = raw_request(
+        target.url,
+        (
+            f"POST {parts.path}/{service} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Authorization: Basic {auth}\r\nConnection: close\r\n"
+            f"Content-Type: application/x-{service}-request\r\n{headers}\r\n"
+        ).encode()
+        + body,
+        timeout=30,
+    )
+    return int(response.split(b" ", 2)[1]) if response else 0
+
+
+@pytest.mark.parametrize("service", [UPLOAD, RECEIVE])
+def test_body_longer_than_content_length(target, service):
+    body = FLUSH + b"0" * 5000
+    status = _raw_post(target, service, "Content-Length: 4\r\n", body)
+    assert status != 500
+    _healthy(target)
+
+
+@pytest.mark.parametrize("service", [UPLOAD, RECEIVE])
+def test_conflicting_content_length_and_transfer_encoding(target, service):
+    body = b"4\r\n0000\r\n0\r\n\r\n"
+    status = _raw_post(target, service, "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n", body)
+    assert 400 <= status < 500
+    _healthy(target)
+
+
+def _gzip_bomb(prefix: bytes, line: bytes, size: int) -> bytes:
+    """``prefix`` then ``line`` repeated up to ``size`` bytes, gzipped (about 1000:1)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = line * (1024 * 1024 // len(line))
+    parts = [compressor.compress(prefix)]
+    parts += [compressor.compress(block) for _ in range(size // len(block))]
+    return b"".join(parts) + compressor.flush()
+
+
+def _worker_rss(hub) -> int:
+    """Largest resident size (bytes) among the server's worker processes."""
+    import pathlib
+
+    biggest = 0
+    for status in pathlib.Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if f"PPid:\t{hub.process.pid}\n" not in text:
+            continue
+        for line in text.splitlines():
+            if line.startswith("VmRSS:"):
+                biggest = max(biggest, int(line.split()[1]) * 1024)
+    return biggest
+
+
+@pytest.mark.parametrize("service", [UPLOAD, RECEIVE])
+def test_gzip_bomb_is_cut_off_at_the_limit(hub, target, service):
+    if service == UPLOAD:
+        prefix = pkt(f"want {target.main} {UPLOAD_CAPS}\n") + FLUSH
+        line = pkt(f"have {target.main}\n")
+    else:
+        prefix = pkt(f"{target.main} {target.main} refs/heads/a\0report-status\n")
+        line = pkt(f"{target.main} {target.main} refs/heads/a\n")
+    bomb = _gzip_bomb(prefix, line, 1024 * 1024 * 1024)
+    assert len(bomb) < 8 * 1024 * 1024
+    answer = post(target.url, service, bomb, target.token, headers={"Content-Encoding": "gzip"})
+    assert answer.status in (200, 400, 413)
+    if answer.status == 200:
+        assert b"ERR " in answer.body
+    # Bounded: far below what the bomb would inflate to.
+    assert _worker_rss(hub) < 512 * 1024 * 1024
+    _healthy(target)
+
+
+def test_gzip_of_a_normal_request_still_works(target):
+    body = gzip.compress(
+        pkt(f"want {target.main} side-band-64k thin-pack ofs-delta\n") + FLUSH + pkt("done\n")
+    )
+    answer = post(target.url, UPLOAD, body, target.token, headers={"Content-Encoding": "gzip"})
+    assert answer.status == 200
+    assert b"PACK" in answer.body
