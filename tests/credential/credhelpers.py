@@ -32,6 +32,19 @@ def not_secret(actual: str | None, forbidden: str, what: str = "secret") -> None
         pytest.fail(f"{what}: the token was released where it must not be", pytrace=False)
 
 
+def unanswered(answer: dict[str, str]) -> None:
+    """The helper said nothing, so git fell through to askpass (values never printed)."""
+    if answer.get("password") != "askpass-password":
+        pytest.fail("a helper answered where none should have; values not shown", pytrace=False)
+
+
+def absent(secret: str, haystack: str | bytes, where: str = "output") -> None:
+    """Fail if ``secret`` occurs in ``haystack``, without printing either."""
+    needle = secret.encode() if isinstance(haystack, bytes) else secret
+    if needle in haystack:
+        pytest.fail(f"a token appears in the {where}; not shown", pytrace=False)
+
+
 def new_token() -> str:
     return tokens.generate()
 

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from credhelpers import new_token, not_secret, same_secret
+from credhelpers import absent, new_token, not_secret, same_secret, unanswered
 
 HF_LOGIN = (
     "import sys, huggingface_hub\n"
@@ -57,7 +57,7 @@ def test_hf_token_path_is_honoured(cred, hub, user_token, tmp_path):
     assert custom.exists() and not (cred.hf_home / "token").exists()
     env = {"HF_TOKEN_PATH": str(custom)}
     same_secret(cred.fill("protocol=https\nhost=hf.co\n", env=env)["password"], token)
-    assert cred.fill("protocol=https\nhost=hf.co\n")["password"] == "askpass-password"
+    unanswered(cred.fill("protocol=https\nhost=hf.co\n"))
 
 
 def test_environment_overrides_file_in_huggingface_hub_order(cred, hub, user_token):
@@ -101,13 +101,14 @@ def test_rejected_external_token_is_kept_and_explained(cred, hub, user_token):
     )
     assert (cred.hf_home / "token").read_bytes() == token_file
     assert name.encode() in result.stderr and b"token file" in result.stderr
-    assert token.encode() not in result.stderr + result.stdout
+    absent(token, result.stderr + result.stdout)
     env_token = new_token()
     result = cred.reject(
         f"protocol=https\nhost=huggingface.co\nusername=hf_user\npassword={env_token}\n",
         env={"HF_TOKEN": env_token},
     )
-    assert b"HF_TOKEN" in result.stderr and env_token.encode() not in result.stderr
+    assert b"HF_TOKEN" in result.stderr
+    absent(env_token, result.stderr)
 
 
 def test_approve_does_not_copy_an_external_token(cred, hub, user_token):
@@ -117,7 +118,8 @@ def test_approve_does_not_copy_an_external_token(cred, hub, user_token):
     cred.approve(
         f"protocol=https\nhost=huggingface.co\nusername=hf_user\npassword={token}\n", env=env
     )
-    assert not cred.store_file.exists() or token not in cred.store_file.read_text()
+    if cred.store_file.exists():
+        absent(token, cred.store_file.read_text())
 
 
 def test_hf_login_add_to_git_credential_with_setup_git_config(cred, hub, user_token):
@@ -144,4 +146,4 @@ def test_hf_login_add_to_git_credential_with_setup_git_config(cred, hub, user_to
     out = cred.run(
         ["git", "credential", "fill"], hub_request(hub), env={"HF_ENDPOINT": hub.url}
     ).stdout.decode()
-    assert "password=askpass-password" in out.splitlines()
+    unanswered(dict(line.split("=", 1) for line in out.splitlines()))

@@ -8,7 +8,7 @@ GCM's CVE-2024-50338 (CR accepted by a helper).
 from __future__ import annotations
 
 import pytest
-from credhelpers import new_token, not_secret, same_secret
+from credhelpers import absent, new_token, not_secret, same_secret
 
 STORED = "protocol=https\nhost=victim.example.com\nusername=u\npassword=victim-pass\n"
 
@@ -102,7 +102,7 @@ def test_hub_token_not_released_to_look_alikes(cred, protocol, host):
     token = new_token()
     out = cred.helper("get", f"protocol={protocol}\nhost={host}\n", env={"HF_TOKEN": token})
     not_secret(out.stdout.decode(), f"password={token}\n")
-    assert token.encode() not in out.stdout + out.stderr
+    absent(token, out.stdout + out.stderr)
 
 
 @pytest.mark.parametrize(

@@ -39,18 +39,21 @@ def hub_origins(records: list[Record]) -> set[Origin]:
     return origins
 
 
-def _token_fields(request: Request, secret: str, bearer: bool) -> list[tuple[str, str]]:
-    if bearer and request.capable("authtype"):
-        return [("capability[]", "authtype"), ("authtype", "Bearer"), ("credential", secret)]
-    return [("password", secret)]
-
-
 def answer_login(request: Request, login: Record) -> list[tuple[str, str]]:
-    username = request.get("username") or login.get("username") or DEFAULT_USERNAME
-    fields = [
-        ("username", username),
-        *_token_fields(request, login["token"], login.get("authtype") == "Bearer"),
-    ]
+    """Basic (username + token as password), or Bearer when the user chose it and git can.
+
+    For Bearer, ``capability[]=authtype`` must come first (git-credential(1)); a git that
+    did not announce the capability gets Basic, which every hfgit server accepts.
+    """
+    if login.get("authtype") == "Bearer" and request.capable("authtype"):
+        fields = [
+            ("capability[]", "authtype"),
+            ("authtype", "Bearer"),
+            ("credential", login["token"]),
+        ]
+    else:
+        username = request.get("username") or login.get("username") or DEFAULT_USERNAME
+        fields = [("username", username), ("password", login["token"])]
     if login.get("expires"):
         fields.append(("password_expiry_utc", login["expires"]))
     return fields
