@@ -616,11 +616,11 @@ class Accounts:
             conn.execute(login_failures.insert(), [{"key": key, "at": at} for key in keys])
 
     def count_login_failures(self, key: str, *, since: float) -> tuple[int, float | None]:
-        """How many failures ``key`` has had since ``since``, and when the oldest of them was."""
+        """How many failures ``key`` has had after ``since``, and when the oldest of them was."""
         with self.store.begin() as conn:
             row = conn.execute(
                 sa.select(sa.func.count(), sa.func.min(login_failures.c.at)).where(
-                    login_failures.c.key == key, login_failures.c.at >= since
+                    login_failures.c.key == key, login_failures.c.at > since
                 )
             ).one()
         return int(row[0]), row[1]

@@ -55,6 +55,9 @@ class _Gunicorn(BaseApplication):
             "limit_request_line": 8190,
             # Several servers may run as one user (tests, blue/green): no shared control socket.
             "control_socket_disable": True,
+            # gunicorn believes X-Forwarded-Proto from 127.0.0.1 by default; hfgit decides
+            # itself (HFGIT_TRUST_PROXY), so a local client cannot fake https.
+            "secure_scheme_headers": {},
         }
         for key, value in config.items():
             self.cfg.set(key, value)

@@ -1,0 +1,165 @@
+"""Login limits and session cookie flags, against a real database and a real server."""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+import pytest
+
+from conftest import Hub, start_server, stop_server
+from hfgit.accounts import Accounts
+from hfgit.config import Settings
+from hfgit.server.ratelimit import LoginLimiter
+
+PASSWORD = "correct horse battery"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def accounts(tmp_path: Path) -> Iterator[Accounts]:
+    opened = Accounts.open(Settings.load(tmp_path / "data"))
+    yield opened
+    opened.store.dispose()
+
+
+def test_account_limit_blocks_for_the_window_only(accounts: Accounts) -> None:
+    clock = Clock()
+    limiter = LoginLimiter(accounts, per_client=10, per_account=3, window=100, clock=clock)
+    for _ in range(3):
+        assert limiter.retry_after("10.0.0.1", "alice") is None
+        limiter.failed("10.0.0.1", "alice")
+        clock.now += 10
+    # Blocked from any client, until the oldest failure leaves the window.
+    assert limiter.retry_after("10.0.0.1", "alice") == 70
+    assert limiter.retry_after("10.0.0.2", "ALICE") == 70
+    # A browser that logged in as alice before is not held by alice's account limit.
+    assert limiter.retry_after("10.0.0.2", "alice", known_device=True) is None
+    # Other accounts are unaffected.
+    assert limiter.retry_after("10.0.0.1", "bob") is None
+    clock.now += 70
+    assert limiter.retry_after("10.0.0.1", "alice") is None
+    # The window slides: one more failure blocks again, briefly.
+    limiter.failed("10.0.0.1", "alice")
+    assert limiter.retry_after("10.0.0.1", "alice") == 10
+    limiter.succeeded("10.0.0.1", "alice")
+    assert limiter.retry_after("10.0.0.1", "alice") is None
+
+
+def test_client_limit_spans_accounts(accounts: Accounts) -> None:
+    clock = Clock()
+    limiter = LoginLimiter(accounts, per_client=4, per_account=100, window=60, clock=clock)
+    for number in range(4):
+        limiter.failed("10.0.0.9", f"user{number}")
+    assert limiter.retry_after("10.0.0.9", "someone-else") == 60
+    assert limiter.retry_after("10.0.0.9", "someone-else", known_device=True) == 60
+    assert limiter.retry_after("10.0.0.10", "someone-else") is None
+    clock.now += 61
+    assert limiter.retry_after("10.0.0.9", "someone-else") is None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+class Visitor:
+    """A cookie-keeping HTTP client that does not follow redirects."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.url = url
+        self.headers = headers or {}
+        self.jar = CookieJar()
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect
+        )
+
+    def request(self, path: str, form: dict[str, str] | None = None):
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        request = urllib.request.Request(f"{self.url}{path}", data=data, headers=self.headers)
+        try:
+            with self.opener.open(request, timeout=30) as response:
+                return response.status, response.headers, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers, error.read().decode()
+
+    def forget_session(self) -> None:
+        """Drop the session cookie only, as when it expires; the device cookie stays."""
+        for cookie in list(self.jar):
+            if cookie.name == "hfgit_session":
+                self.jar.clear(cookie.domain, cookie.path, cookie.name)
+
+    def login(self, user: str, password: str):
+        text = self.request("/login")[2]
+        match = re.search(r'name="csrf_token" value="([^"]+)"', text)
+        assert match, text
+        return self.request(
+            "/login", {"csrf_token": match.group(1), "username": user, "password": password}
+        )
+
+
+@pytest.fixture
+def limited_server(tmp_path: Path) -> Iterator[tuple[str, Accounts]]:
+    data_dir = tmp_path / "data"
+    accounts = Accounts.open(Settings.load(data_dir))
+    env = {
+        "HFGIT_LOGIN_MAX_FAILURES_ACCOUNT": "2",
+        "HFGIT_LOGIN_MAX_FAILURES_CLIENT": "50",
+        "HFGIT_TRUST_PROXY": "1",
+    }
+    process, url = start_server(data_dir, workers=1, env=env)
+    try:
+        yield url, accounts
+    finally:
+        stop_server(process)
+        accounts.store.dispose()
+
+
+def test_failed_logins_are_limited_but_known_browsers_get_in(limited_server) -> None:
+    url, accounts = limited_server
+    accounts.create_user("alice", PASSWORD)
+    owner = Visitor(url, {"X-Forwarded-For": "192.0.2.1"})
+    status, headers, _ = owner.login("alice", PASSWORD)
+    assert status == 303 and headers["Location"] == "/settings/tokens"
+
+    attacker = Visitor(url, {"X-Forwarded-For": "198.51.100.7"})
+    for _ in range(2):
+        status, _, text = attacker.login("alice", "guess guess")
+        assert status == 401 and "Wrong username or password." in text
+    status, headers, text = attacker.login("alice", PASSWORD)
+    assert status == 429 and "Too many failed logins" in text
+    assert int(headers["Retry-After"]) > 0
+    # From another address the account is still held...
+    stranger = Visitor(url, {"X-Forwarded-For": "203.0.113.5"})
+    assert stranger.login("alice", PASSWORD)[0] == 429
+    # ...but the browser alice logged in with before gets in.
+    owner.forget_session()
+    assert owner.login("alice", PASSWORD)[0] == 303
+
+
+def test_session_cookie_flags(limited_server, hub: Hub) -> None:
+    url, accounts = limited_server
+    accounts.create_user("carol", PASSWORD)
+    status, response_headers, _ = Visitor(url).login("carol", PASSWORD)
+    assert status == 303
+    session = next(c for c in response_headers.get_all("Set-Cookie") if "hfgit_session=" in c)
+    assert "HttpOnly" in session and "SameSite=Lax" in session and "Secure" not in session
+    # Behind the trusted TLS proxy the cookie is Secure (so it is never sent over plain http).
+    _, response_headers, _ = Visitor(url, {"X-Forwarded-Proto": "https"}).request("/login")
+    session = response_headers["Set-Cookie"]
+    assert "HttpOnly" in session and "SameSite=Lax" in session and "Secure" in session
+    # Without HFGIT_TRUST_PROXY a forged header changes nothing.
+    _, response_headers, _ = Visitor(hub.url, {"X-Forwarded-Proto": "https"}).request("/login")
+    assert "Secure" not in response_headers["Set-Cookie"]
