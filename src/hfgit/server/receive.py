@@ -349,11 +349,12 @@ class HardenedReceivePackHandler(ReceivePackHandler):
         commands = 0
 
         def read_counted() -> bytes | None:
-            # dulwich collects every command line before looking at any of them.
+            # dulwich collects every command line before looking at any of them; a
+            # push somewhat over the limit still gets a readable ng per ref.
             nonlocal commands
             line = read()
             commands += 1
-            if commands > limits.max_ref_updates + 1:
+            if commands > 2 * limits.max_ref_updates + 100:
                 raise GitProtocolError(
                     f"too many ref updates in one push (limit {limits.max_ref_updates})"
                 )
