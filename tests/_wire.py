@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from conftest import Git, Hub, unique
 from hfgit.names import RepoId
+from hubtest import Git, Hub, unique
 
 ZERO = "0" * 40
 RECEIVE_CAPS = "report-status side-band-64k ofs-delta agent=crafted"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from conftest import Git, Hub, require_tool
 from hfgit.store import lfs_objects
+from hubtest import Git, Hub, require_tool
 
 MEDIA = "application/vnd.git-lfs+json"
 

@@ -20,8 +20,8 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
-from conftest import Git, Hub, unique
 from hfgit.names import RepoId
+from hubtest import Git, Hub, unique
 
 
 def api(hub: Hub, token: str | bool) -> HfApi:

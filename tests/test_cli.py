@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Hub, free_port, stop_server, unique, wait_healthy
 from hfgit import tokens
 from hfgit.names import RepoId
+from hubtest import Hub, free_port, stop_server, unique, wait_healthy
 
 TOKEN_RE = re.compile(r"hf_[A-Za-z]{34}")
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, free_port
+from hubtest import ROOT, free_port
 
 
 def test_quickstart_script_runs_end_to_end(tmp_path: Path):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import Git, Hub, unique
 from hfgit.store import tokens as token_table
+from hubtest import Git, Hub, unique
 
 
 def http_get(url: str, secret: str | None = None, scheme: str = "Basic") -> tuple[int, dict, bytes]:

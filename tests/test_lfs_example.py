@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, Git, Hub, unique
+from hubtest import ROOT, Git, Hub, unique
 from lfs_support import enable_lfs, held
 
 

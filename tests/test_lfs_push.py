@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Git, Hub, unique
 from hfgit.lfs import Grant, Signer
+from hubtest import Git, Hub, unique
 from lfs_support import batch, blob, enable_lfs, held, http, lfs_worktree, stored_path, upload
 
 

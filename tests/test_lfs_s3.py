@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Git, Hub, free_port, start_server, stop_server, unique
 from hfgit.accounts import Accounts
 from hfgit.config import Settings
+from hubtest import Git, Hub, free_port, start_server, stop_server, unique
 from lfs_support import batch, enable_lfs, held, http, lfs_worktree
 
 BUCKET = "hfgit-lfs-test"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Hub, start_server, stop_server
 from hfgit.accounts import Accounts
 from hfgit.config import Settings
 from hfgit.server.ratelimit import LoginLimiter
+from hubtest import Hub, start_server, stop_server
 
 PASSWORD = "correct horse battery"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Git, Hub, require_tool, unique
 from hfgit import tokens
+from hubtest import ROOT, Git, Hub, require_tool, unique
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

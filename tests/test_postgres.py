@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Git, Postgres, start_server, stop_server, unique
 from hfgit.accounts import Accounts
 from hfgit.config import Settings
 from hfgit.names import RepoId
+from hubtest import Git, Postgres, start_server, stop_server, unique
 
 
 def status_of(url: str) -> tuple[int, bytes]:

@@ -17,7 +17,7 @@ RECEIVE = "git-receive-pack"
 
 @pytest.fixture(scope="module")
 def target(hub, tmp_path_factory):
-    from conftest import Git
+    from hubtest import Git
 
     tmp = tmp_path_factory.mktemp("malformed")
     return PushTarget.create(hub, Git(tmp / "home"), tmp)

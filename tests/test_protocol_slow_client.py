@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from _wire import FLUSH, PushTarget, post
-from conftest import Git, Hub, start_server, stop_server
 from hfgit.accounts import Accounts
 from hfgit.config import Settings
+from hubtest import Git, Hub, start_server, stop_server
 
 
 @pytest.fixture(scope="module")

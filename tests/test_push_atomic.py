@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from _wire import ZERO, PushTarget, report_status, snapshot
-from conftest import unique
+from hubtest import unique
 
 ATOMIC_CAPS = "report-status atomic side-band-64k ofs-delta agent=crafted"
 

@@ -7,9 +7,9 @@ import os
 import pytest
 
 from _wire import ZERO, PushTarget, report_status, snapshot
-from conftest import Hub, start_server, stop_server
 from hfgit.accounts import Accounts
 from hfgit.config import Settings
+from hubtest import Hub, start_server, stop_server
 
 
 def test_default_branch_cannot_be_deleted(hub, git, tmp_path):
