@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,16 @@ def test_whoami_read_and_write_tokens(hub: Hub, people: dict[str, str]) -> None:
         assert access["role"] == role
         assert access["createdAt"].endswith("Z")
         assert "fineGrained" not in access
+        assert "expiresAt" not in access
         assert {"name": people["org"], "roleInOrg": "admin"}.items() <= info["orgs"][0].items()
+
+
+def test_whoami_reports_expiry(hub: Hub, people: dict[str, str]) -> None:
+    token = hub.make_token(people["alice"], "read", expires_in_days=2)
+    access = api(hub, token).whoami()["auth"]["accessToken"]
+    created = datetime.fromisoformat(access["createdAt"])
+    expires = datetime.fromisoformat(access["expiresAt"])
+    assert (expires - created).total_seconds() == pytest.approx(2 * 86400, abs=1)
 
 
 def test_whoami_fine_grained_lists_scopes(hub: Hub, people: dict[str, str]) -> None:

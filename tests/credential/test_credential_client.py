@@ -235,6 +235,14 @@ def test_bearer_only_for_git_that_announces_authtype(cred, hub):
     assert sorted(plain) == ["password", "username"]
 
 
+def test_server_reported_expiry_reaches_git(cred, hub):
+    user = hub.make_user()
+    login(cred, hub, hub.make_token(user, "write", name="short-lived", expires_in_days=3))
+    answer = cred.helper_answer(f"protocol=http\nhost={host_of(hub)}\n")
+    expected = hub.accounts.list_tokens(user)[0].expires_at
+    assert int(answer["password_expiry_utc"]) == pytest.approx(expected, abs=1)
+
+
 def test_login_expiry_is_passed_to_git_and_honoured(cred, hub):
     from hfgit.credential import secretfile
 

@@ -174,6 +174,10 @@ class ApiService:
                 "role": token.role,
                 "createdAt": iso(token.created_at),
             }
+            if token.expires_at is not None:
+                # Not in the Hub's documented shape: lets git-credential-hf pass
+                # password_expiry_utc to git, which then drops the token on time.
+                access_token["expiresAt"] = iso(token.expires_at)
             if token.role == "fineGrained":
                 access_token["fineGrained"] = {
                     "scoped": [
