@@ -55,7 +55,12 @@ def _time(value: float | None) -> str:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from .serve import ServeOptions, serve
 
-    serve(settings, ServeOptions(host=args.host, port=args.port, workers=args.workers))
+    if args.workers < 1 or args.threads < 1:
+        raise InvalidInput("--workers and --threads need at least 1.")
+    options = ServeOptions(
+        host=args.host, port=args.port, workers=args.workers, threads=args.threads
+    )
+    serve(settings, options)
     return 0
 
 
@@ -219,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument("--workers", type=int, default=2, help="worker processes")
+    serve.add_argument("--threads", type=int, default=8, help="threads per worker process")
     serve.set_defaults(func=cmd_serve)
 
     user = commands.add_parser("user", help="manage users").add_subparsers(
