@@ -14,7 +14,7 @@ from hfgit.names import RepoId
 from hubtest import Git, Postgres, start_server, stop_server, unique
 
 
-def status_of(url: str) -> tuple[int, bytes]:
+def status_of(url: str | urllib.request.Request) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             return response.status, response.read()
@@ -67,12 +67,18 @@ def test_database_outage_fails_closed_with_503_and_recovers(
     user = unique("pg")
     accounts.create_user(user)
     accounts.create_repo(RepoId.parse(f"{user}/public-model"))
+    token, _ = accounts.create_token(user, "ci", "read")
     assert status_of(f"{url}/healthz")[0] == 200
     postgres.stop()
     try:
         assert status_of(f"{url}/healthz")[0] == 503
         status, body = status_of(f"{url}/{user}/public-model/info/refs?service=git-upload-pack")
         assert status == 503 and b"database" in body
+        for path in ("/api/whoami-v2", "/login", "/settings/tokens"):
+            request = urllib.request.Request(
+                url + path, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert status_of(request)[0] == 503, path
         result = git.run("ls-remote", f"{url}/{user}/public-model", check=False)
         assert result.returncode != 0 and "503" in result.stderr
     finally:

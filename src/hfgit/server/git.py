@@ -23,6 +23,7 @@ from ..accounts import Accounts, AuthError, Caller, RepoRecord
 from ..config import Settings
 from ..names import RepoPath
 from ..policy import Action
+from ..store import DatabaseUnavailable
 from . import responses
 from .body import BodyError, open_body
 from .gate import Gate
@@ -215,13 +216,17 @@ class GitService:
                 for old, new, ref in refs
             ]
         }
-        self.accounts.audit(
-            "push",
-            user_id=caller.user_id if caller else None,
-            token_id=caller.token_id if caller else None,
-            repo_id=record.id,
-            detail=detail,
-        )
+        try:
+            self.accounts.audit(
+                "push",
+                user_id=caller.user_id if caller else None,
+                token_id=caller.token_id if caller else None,
+                repo_id=record.id,
+                detail=detail,
+            )
+        except DatabaseUnavailable:
+            # The refs have moved: failing the push now would tell git a lie.
+            log.error("push to %s landed but was not audited: database unavailable", record.id)
 
 
 def _limit_silence(environ: dict, seconds: int) -> None:
