@@ -156,6 +156,41 @@ def _hub_id() -> str:
     return secrets.token_hex(12)
 
 
+_creator = accounts.alias("creator")
+_REPO_QUERY = (
+    sa.select(
+        repos,
+        accounts.c.name.label("ns_name"),
+        accounts.c.kind.label("ns_kind"),
+        _creator.c.name.label("creator_name"),
+    )
+    .join(accounts, accounts.c.id == repos.c.namespace_id)
+    .outerjoin(_creator, _creator.c.id == repos.c.creator_id)
+)
+
+# The queries of every git request, built once: building a statement and its cache key
+# costs more than running it on SQLite (bench/gate_bench.py --part auth).
+_REPO_BY_IDENTITY = _REPO_QUERY.where(
+    repos.c.type == sa.bindparam("type"),
+    accounts.c.name_lower == sa.bindparam("namespace"),
+    repos.c.name_lower == sa.bindparam("name"),
+)
+_TOKEN_BY_DIGEST = (
+    sa.select(token_table, accounts.c.name.label("owner_name"))
+    .join(accounts, accounts.c.id == token_table.c.owner_id)
+    .where(token_table.c.digest == sa.bindparam("digest"))
+)
+_ORG_ROLES = (
+    sa.select(accounts.c.name_lower, memberships.c.role)
+    .join(accounts, accounts.c.id == memberships.c.org_id)
+    .where(memberships.c.user_id == sa.bindparam("user_id"))
+)
+_GRANT_STATUS = sa.select(access_grants.c.status).where(
+    access_grants.c.repo_id == sa.bindparam("repo_id"),
+    access_grants.c.user_id == sa.bindparam("user_id"),
+)
+
+
 class Accounts:
     """The operations on hfgit's data, over one :class:`Store` and one repos directory."""
 
@@ -290,11 +325,7 @@ class Accounts:
                 raise NotFound(f"{user} is not a member of {org}.")
 
     def org_roles(self, conn: sa.Connection, user_id: int) -> dict[str, str]:
-        rows = conn.execute(
-            sa.select(accounts.c.name_lower, memberships.c.role)
-            .join(accounts, accounts.c.id == memberships.c.org_id)
-            .where(memberships.c.user_id == user_id)
-        )
+        rows = conn.execute(_ORG_ROLES, {"user_id": user_id})
         return {row.name_lower: row.role for row in rows}
 
     def memberships_of(self, user: str) -> list[tuple[sa.Row, str]]:
@@ -310,18 +341,6 @@ class Accounts:
         return [(row, row.role) for row in rows]
 
     # Repositories
-
-    _creator = accounts.alias("creator")
-    _repo_query = (
-        sa.select(
-            repos,
-            accounts.c.name.label("ns_name"),
-            accounts.c.kind.label("ns_kind"),
-            _creator.c.name.label("creator_name"),
-        )
-        .join(accounts, accounts.c.id == repos.c.namespace_id)
-        .outerjoin(_creator, _creator.c.id == repos.c.creator_id)
-    )
 
     @staticmethod
     def _repo_record(row: sa.Row) -> RepoRecord:
@@ -342,11 +361,12 @@ class Accounts:
 
     def _find_repo(self, conn: sa.Connection, repo_id: RepoId) -> RepoRecord | None:
         row = conn.execute(
-            self._repo_query.where(
-                repos.c.type == repo_id.type,
-                accounts.c.name_lower == repo_id.namespace.lower(),
-                repos.c.name_lower == repo_id.name.lower(),
-            )
+            _REPO_BY_IDENTITY,
+            {
+                "type": repo_id.type,
+                "namespace": repo_id.namespace.lower(),
+                "name": repo_id.name.lower(),
+            },
         ).first()
         return None if row is None else self._repo_record(row)
 
@@ -357,7 +377,7 @@ class Accounts:
         return record
 
     def list_repos(self, namespace: str | None = None) -> list[RepoRecord]:
-        query = self._repo_query.order_by(repos.c.type, accounts.c.name_lower, repos.c.name_lower)
+        query = _REPO_QUERY.order_by(repos.c.type, accounts.c.name_lower, repos.c.name_lower)
         if namespace is not None:
             query = query.where(accounts.c.name_lower == namespace.lower())
         with self.store.begin() as conn:
@@ -467,14 +487,23 @@ class Accounts:
                     )
                 )
 
-    def has_access_grant(self, repo: RepoRecord, user_id: int) -> bool:
-        with self.store.begin() as conn:
-            status = conn.execute(
-                sa.select(access_grants.c.status).where(
-                    access_grants.c.repo_id == repo.id, access_grants.c.user_id == user_id
-                )
-            ).scalar()
+    @staticmethod
+    def _granted(conn: sa.Connection, repo: RepoRecord, user_id: int) -> bool:
+        status = conn.execute(_GRANT_STATUS, {"repo_id": repo.id, "user_id": user_id}).scalar()
         return status == "accepted"
+
+    def repo_access(self, repo_id: RepoId, user_id: int | None) -> tuple[RepoRecord | None, bool]:
+        """The repository and whether ``user_id`` holds an accepted grant for it (gated
+        repos only), in one transaction: this runs on every git request."""
+        with self.store.begin() as conn:
+            record = self._find_repo(conn, repo_id)
+            granted = (
+                record is not None
+                and user_id is not None
+                and record.facts.gated != "off"
+                and self._granted(conn, record, user_id)
+            )
+        return record, granted
 
     def _gated_repo(self, conn: sa.Connection, repo_id: RepoId) -> RepoRecord:
         record = self._find_repo(conn, repo_id)
@@ -769,9 +798,7 @@ class Accounts:
         now = time.time()
         with self.store.begin() as conn:
             row = conn.execute(
-                sa.select(token_table, accounts.c.name.label("owner_name"))
-                .join(accounts, accounts.c.id == token_table.c.owner_id)
-                .where(token_table.c.digest == tokens.digest(secret, self.token_key))
+                _TOKEN_BY_DIGEST, {"digest": tokens.digest(secret, self.token_key)}
             ).first()
             if row is None or (row.expires_at is not None and row.expires_at <= now):
                 raise AuthError("invalid")

@@ -48,13 +48,7 @@ class Gate:
 
     def check(self, caller: Caller | None, repo_id: RepoId, action: Action) -> Access:
         """Look the repository up once and decide; the answer is the same for hidden and missing."""
-        record = self.accounts.find_repo(repo_id)
-        granted = (
-            record is not None
-            and caller is not None
-            and record.facts.gated != "off"
-            and self.accounts.has_access_grant(record, caller.user_id)
-        )
+        record, granted = self.accounts.repo_access(repo_id, caller.user_id if caller else None)
         principal = caller.principal if caller else None
         facts = record.facts if record else None
         return Access(caller, record, decide(principal, facts, action, granted=granted))
