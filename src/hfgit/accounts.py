@@ -472,7 +472,7 @@ class Accounts:
                 raise NotFound(f"No {repo_id.type} named {repo_id.repo_id}.")
             user_row = self._account(conn, user, "user")
             key = (access_grants.c.repo_id == record.id) & (access_grants.c.user_id == user_row.id)
-            if conn.execute(sa.select(access_grants.c.status).where(key)).first():
+            if conn.execute(_GRANT_STATUS, {"repo_id": record.id, "user_id": user_row.id}).first():
                 conn.execute(
                     access_grants.update().where(key).values(status=status, updated_at=now)
                 )
@@ -540,9 +540,7 @@ class Accounts:
             record = self._gated_repo(conn, repo_id)
             user_row = self._account(conn, user, "user")
             existing = conn.execute(
-                sa.select(access_grants.c.status).where(
-                    access_grants.c.repo_id == record.id, access_grants.c.user_id == user_row.id
-                )
+                _GRANT_STATUS, {"repo_id": record.id, "user_id": user_row.id}
             ).scalar()
             if existing is not None:
                 return existing
@@ -628,9 +626,7 @@ class Accounts:
             record = self._gated_repo(conn, repo_id)
             user_row = self._account(conn, user, "user")
             status = conn.execute(
-                sa.select(access_grants.c.status).where(
-                    access_grants.c.repo_id == record.id, access_grants.c.user_id == user_row.id
-                )
+                _GRANT_STATUS, {"repo_id": record.id, "user_id": user_row.id}
             ).scalar()
             if status == "accepted":
                 raise InvalidInput(f"{user_row.name} already has access to {repo_id.repo_id}.")
