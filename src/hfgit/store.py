@@ -8,6 +8,7 @@ Times are stored as Unix seconds (float) so every backend compares them the same
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -158,16 +159,30 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
 
-    def create_schema(self) -> None:
-        with self.begin() as conn:
-            metadata.create_all(conn)
-            existing = conn.execute(
-                sa.select(server_settings.c.value).where(server_settings.c.key == "secret")
-            ).scalar()
-            if existing is None:
-                conn.execute(
-                    server_settings.insert().values(key="secret", value=secrets.token_hex(32))
-                )
+    def create_schema(self, attempts: int = 5) -> None:
+        """Create what is missing: tables, and the server secret shared by all processes.
+
+        Several gatekeepers may start at once on a new database; the loser of that race
+        fails on the winner's tables or secret, and finds them in place on its next try.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.begin() as conn:
+                    metadata.create_all(conn)
+                    existing = conn.execute(
+                        sa.select(server_settings.c.value).where(server_settings.c.key == "secret")
+                    ).scalar()
+                    if existing is None:
+                        conn.execute(
+                            server_settings.insert().values(
+                                key="secret", value=secrets.token_hex(32)
+                            )
+                        )
+                return
+            except (sa.exc.IntegrityError, sa.exc.ProgrammingError, DatabaseUnavailable):
+                if attempt == attempts:
+                    raise
+                time.sleep(0.05 * attempt)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
