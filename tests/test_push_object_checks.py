@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from hashlib import sha1
+from io import BytesIO
 
-from _wire import PushTarget, report_status, snapshot
+import pytest
+from dulwich.pack import OFS_DELTA, REF_DELTA, PackStreamReader
+
+from _wire import Plumbing, PushTarget, report_status, snapshot
 
 
 @pytest.mark.parametrize("name", [".git", ".GIT", "git~1", ".git.", "..", "."])
@@ -105,3 +109,139 @@ def test_branch_cannot_point_at_a_blob(hub, git, tmp_path):
 
     assert report_status(answer.body)["refs/heads/main"].startswith("ng cannot point a branch")
     assert target.refs()["refs/heads/main"] == target.main
+
+
+# --- deltas: each object is checked as what it resolves to, bases in the pack or not ---
+
+
+def land(target: PushTarget, scratch: Plumbing, files: dict[str, bytes]) -> str:
+    """Push a commit with ``files`` on top of ``main`` (a full pack); return it."""
+    entries = [("100644", scratch.blob(data), name) for name, data in files.items()]
+    tree = scratch.tree(entries)
+    commit = scratch.commit(tree, (target.main,))
+    answer = target.push(
+        [(target.main, commit, "refs/heads/main")],
+        scratch.pack([commit, tree, *(sha for _, sha, _ in entries)]),
+    )
+    assert report_status(answer.body) == {"unpack": "ok", "refs/heads/main": "ok"}
+    scratch.run("update-ref", "refs/heads/main", commit)
+    target.main = commit
+    return commit
+
+
+def thin_pack(scratch: Plumbing, tip: str, base: str) -> bytes:
+    """What ``git push`` sends: objects of ``tip`` not in ``base``, deltas against it."""
+    return scratch.run(
+        "pack-objects", "--thin", "--stdout", "--revs", input=f"{tip}\n^{base}\n".encode()
+    )
+
+
+def pack_types(pack: bytes) -> set[int]:
+    """The entry types in a pack as stored (deltas not resolved)."""
+    reader = PackStreamReader(sha1, BytesIO(pack).read)
+    return {unpacked.pack_type_num for unpacked in reader.read_objects()}
+
+
+def lines(count: int, word: str = "line") -> bytes:
+    return "".join(
+        f"{word} {index} of a file that deltas well\n" for index in range(count)
+    ).encode()
+
+
+GOOD_GITMODULES = b"".join(
+    f'[submodule "lib{index}"]\n\tpath = lib{index}\n\turl = https://example.com/lib{index}\n'.encode()
+    for index in range(30)
+)
+EVIL_SECTION = b'[submodule "evil"]\n\tpath = evil\n\turl = --upload-pack=touch /tmp/pwned\n'
+
+
+def test_thin_pack_with_bases_in_the_repository_is_accepted(hub, git, tmp_path):
+    target = PushTarget.create(hub, git, tmp_path)
+    scratch = target.plumbing(git, tmp_path)
+    base = land(target, scratch, {"data.txt": lines(100)})
+    changed = lines(100) + b"one more line\n"
+    tree = scratch.tree([("100644", scratch.blob(changed), "data.txt")])
+    commit = scratch.commit(tree, (base,))
+    pack = thin_pack(scratch, commit, base)
+    assert REF_DELTA in pack_types(pack)  # the new blob is a delta against the repository's
+
+    answer = target.push([(base, commit, "refs/heads/main")], pack)
+
+    assert report_status(answer.body) == {"unpack": "ok", "refs/heads/main": "ok"}
+    clone = tmp_path / "clone"
+    git.run("clone", "-q", target.url, str(clone), token=target.token)
+    assert (clone / "data.txt").read_bytes() == changed
+    git.run("fsck", "--strict", cwd=clone)
+
+
+def test_thin_pack_with_a_base_nobody_has_is_refused(hub, git, tmp_path):
+    target = PushTarget.create(hub, git, tmp_path)
+    scratch = target.plumbing(git, tmp_path)
+    unsent = scratch.commit(
+        scratch.tree([("100644", scratch.blob(lines(100)), "data.txt")]), (target.main,)
+    )
+    tree = scratch.tree([("100644", scratch.blob(lines(100) + b"more\n"), "data.txt")])
+    commit = scratch.commit(tree, (unsent,))
+    pack = thin_pack(scratch, commit, unsent)
+    assert REF_DELTA in pack_types(pack)
+    before = snapshot(target.path)
+
+    answer = target.push([(target.main, commit, "refs/heads/main")], pack)
+
+    status = report_status(answer.body)
+    assert status["unpack"].startswith("unpack failed")
+    assert status["refs/heads/main"] == "ng unpacker error"
+    assert snapshot(target.path) == before
+    land(target, scratch, {"after.txt": b"the server still takes pushes\n"})
+
+
+def test_gitmodules_stored_as_a_delta_against_the_repository_is_checked(hub, git, tmp_path):
+    target = PushTarget.create(hub, git, tmp_path)
+    scratch = target.plumbing(git, tmp_path)
+    base = land(target, scratch, {".gitmodules": GOOD_GITMODULES})
+    tree = scratch.tree([("100644", scratch.blob(GOOD_GITMODULES + EVIL_SECTION), ".gitmodules")])
+    commit = scratch.commit(tree, (base,))
+    pack = thin_pack(scratch, commit, base)
+    assert REF_DELTA in pack_types(pack)
+    before = snapshot(target.path)
+
+    answer = target.push([(base, commit, "refs/heads/main")], pack)
+
+    assert ".gitmodules" in report_status(answer.body)["unpack"]
+    assert snapshot(target.path) == before
+
+
+def test_gitmodules_stored_as_a_delta_inside_the_pack_is_checked(hub, git, tmp_path):
+    target = PushTarget.create(hub, git, tmp_path)
+    scratch = target.plumbing(git, tmp_path)
+    evil = GOOD_GITMODULES + EVIL_SECTION
+    # git deltas the smaller object against the larger: the .gitmodules becomes the delta.
+    base = scratch.blob(evil + b"# and a long comment\n" * 40)
+    gitmodules = scratch.blob(evil)
+    tree = scratch.tree([("100644", gitmodules, ".gitmodules"), ("100644", base, "notes.txt")])
+    commit = scratch.commit(tree, (target.main,))
+    listing = "".join(f"{sha}\n" for sha in (commit, tree, base, gitmodules)).encode()
+    pack = scratch.run("pack-objects", "--stdout", "--delta-base-offset", input=listing)
+    assert OFS_DELTA in pack_types(pack)
+    before = snapshot(target.path)
+
+    answer = target.push([(target.main, commit, "refs/heads/main")], pack)
+
+    assert ".gitmodules" in report_status(answer.body)["unpack"]
+    assert snapshot(target.path) == before
+
+
+def test_large_gitmodules_is_checked_too(hub, git, tmp_path):
+    target = PushTarget.create(hub, git, tmp_path)
+    scratch = target.plumbing(git, tmp_path)
+    blob = scratch.blob(b"# a long preamble\n" * 5000 + EVIL_SECTION)  # about 90 KB
+    tree = scratch.tree([("100644", blob, ".gitmodules")])
+    commit = scratch.commit(tree, (target.main,))
+    before = snapshot(target.path)
+
+    answer = target.push(
+        [(target.main, commit, "refs/heads/main")], scratch.pack([commit, tree, blob])
+    )
+
+    assert ".gitmodules" in report_status(answer.body)["unpack"]
+    assert snapshot(target.path) == before

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from hashlib import sha1
+from io import BytesIO
 
 import pytest
+from dulwich.pack import REF_DELTA, PackStreamReader
 
-from _wire import ZERO, PushTarget, report_status, snapshot
+from _wire import ZERO, PushTarget, progress_text, report_status, snapshot
 from hfgit.accounts import Accounts
 from hfgit.config import Settings
 from hubtest import Hub, start_server, stop_server
@@ -118,3 +121,34 @@ def test_blob_limit_is_configurable(strict_hub, git, tmp_path):
     result = git.run("push", "origin", "main", cwd=work, token=target.token, check=False)
     assert result.returncode != 0
     assert "big.txt" in result.stderr
+
+
+def test_file_over_the_limit_stored_as_a_delta_is_refused(strict_hub, git, tmp_path):
+    target = PushTarget.create(strict_hub, git, tmp_path)
+    scratch = target.plumbing(git, tmp_path)
+    text = "".join(f"line {index} of a file that deltas well\n" for index in range(25)).encode()
+    assert len(text) < 1000
+    blob = scratch.blob(text)
+    tree = scratch.tree([("100644", blob, "data.txt")])
+    base = scratch.commit(tree, (target.main,))
+    answer = target.push([(target.main, base, "refs/heads/main")], scratch.pack([base, tree, blob]))
+    assert report_status(answer.body)["refs/heads/main"] == "ok"
+    scratch.run("update-ref", "refs/heads/main", base)
+    grown = scratch.tree([("100644", scratch.blob(text + text[:200]), "data.txt")])
+    commit = scratch.commit(grown, (base,))
+    # As git push sends it: the grown file is a small delta against the one on the server.
+    pack = scratch.run(
+        "pack-objects", "--thin", "--stdout", "--revs", input=f"{commit}\n^{base}\n".encode()
+    )
+    stored = {
+        unpacked.pack_type_num
+        for unpacked in PackStreamReader(sha1, BytesIO(pack).read).read_objects()
+    }
+    assert REF_DELTA in stored and len(pack) < 1000
+    before = snapshot(target.path)
+
+    answer = target.push([(base, commit, "refs/heads/main")], pack)
+
+    assert report_status(answer.body)["refs/heads/main"].startswith("ng file too large")
+    assert "data.txt" in progress_text(answer.body)
+    assert snapshot(target.path) == before

@@ -4,12 +4,15 @@ dulwich's ``ReceivePackHandler._apply_pack`` moves the incoming pack into
 ``objects/pack`` before looking at it, accepts refs to objects nobody sent, ignores the
 result of its compare-and-swap and reports ``ok`` anyway. Here a push goes through:
 
-1. **Quarantine.** The pack is received into ``objects/incoming-*``, an object store of
-   its own that sees the repository as an alternate (git does the same with
-   ``tmp_objdir``). A truncated or refused push is deleted with that directory.
-2. **Checks.** Every object in the pack is parsed and checked like ``git fsck`` would;
-   every new tip must be connected: each object it reaches is in the pack or already in
-   the repository. Blobs over the size limit are refused with a pointer to Git LFS.
+1. **Quarantine.** The pack is received into ``objects/incoming-*``, a directory that
+   nothing in the repository refers to (git does the same with ``tmp_objdir``). A
+   truncated or refused push is deleted with that directory.
+2. **Checks, in the same pass.** The pack is indexed as dulwich's ``add_thin_pack``
+   does, but every object, as it is inflated for its id, is also checked like
+   ``git fsck`` would (commits, trees and tags parsed in full, blobs by size; the few
+   ``.gitmodules`` blobs read back at the end), so no object is inflated twice. Then
+   every new tip must be connected: each object it reaches is in the pack or already
+   in the repository. Blobs over the size limit are refused with a pointer to Git LFS.
 3. **Under the repository lock** (``flock`` on the repository directory, shared by every
    worker process and thread): the refs are compared with the old values the client
    saw, the pack is moved in, and the refs are swapped. ``atomic`` pushes update all
@@ -37,10 +40,31 @@ from dulwich.errors import (
     GitProtocolError,
     ObjectFormatException,
 )
-from dulwich.file import FileLocked
-from dulwich.object_store import DiskObjectStore, PackInputTooLarge
-from dulwich.objects import S_IFGITLINK, Blob, Commit, ObjectID, ShaFile, Tag, Tree
-from dulwich.pack import Pack, PackInflater
+from dulwich.file import FileLocked, GitFile
+from dulwich.object_format import ObjectFormat
+from dulwich.object_store import PACK_MODE, PackInputTooLarge
+from dulwich.objects import (
+    S_IFGITLINK,
+    Blob,
+    Commit,
+    ObjectID,
+    ShaFile,
+    Tag,
+    Tree,
+    parse_tree,
+    sha_to_hex,
+)
+from dulwich.pack import (
+    Pack,
+    PackData,
+    PackIndexer,
+    PackStreamCopier,
+    UnpackedObject,
+    UnresolvedDeltas,
+    extend_pack,
+    iter_sha1,
+    write_pack_index,
+)
 from dulwich.protocol import CAPABILITY_ATOMIC, SIDE_BAND_CHANNEL_PROGRESS
 from dulwich.refs import Ref, check_ref_format
 from dulwich.repo import Repo
@@ -86,21 +110,58 @@ class PackRejected(Exception):
 
 
 class Quarantine:
-    """A throwaway object store inside ``objects/`` that sees the repository's objects."""
+    """A throwaway directory inside ``objects/`` that holds the pack until it is checked.
+
+    Nothing in the repository refers to it: a refused or broken push leaves only this
+    directory, and :meth:`close` deletes it.
+    """
 
     def __init__(self, repo: Repo) -> None:
         self.repo = repo
-        objects = repo.object_store.path
-        self.path = tempfile.mkdtemp(prefix=QUARANTINE_PREFIX, dir=objects)
-        os.mkdir(os.path.join(self.path, "pack"))
-        self.store = DiskObjectStore(
-            self.path, object_format=repo.object_format, alternates=[objects]
-        )
+        self.path = tempfile.mkdtemp(prefix=QUARANTINE_PREFIX, dir=repo.object_store.path)
         self.pack: Pack | None = None
 
-    def receive(self, read: Callable[[int], bytes], recv, max_bytes: int) -> Pack:
-        """Read the pack from the wire into the quarantine, indexed and thin-completed."""
-        self.pack = self.store.add_thin_pack(read, recv, max_input_size=max_bytes)
+    def receive(
+        self, read: Callable[[int], bytes], recv, max_bytes: int, checker: PackChecker
+    ) -> Pack:
+        """Copy the pack from the wire, then index *and* check it in one pass.
+
+        This is dulwich's ``add_thin_pack`` with :class:`CheckingIndexer` in place of
+        its indexer, and without the second pass of ``_complete_pack`` that inflates
+        every object again only to see that it parses: the checker parses (strictly)
+        every commit, tree and tag, and blobs always parse. Each object is inflated
+        once for its id and checked while it is at hand. Bases of a thin pack come from
+        the repository and are appended, as git's ``index-pack --fix-thin`` does.
+        """
+        store = self.repo.object_store
+        object_format = store.object_format
+        read, recv = _bounded(read, recv, max_bytes)
+        fd, path = tempfile.mkstemp(dir=self.path, prefix="tmp_pack_")
+        with os.fdopen(fd, "w+b") as f:
+            indexer = CheckingIndexer(
+                f, object_format.hash_func, resolve_ext_ref=store.get_raw, checker=checker
+            )
+            copier = PackStreamCopier(object_format.hash_func, read, recv, f, delta_iter=indexer)
+            copier.verify()
+            f.flush()
+            with PackData(path, file=f, object_format=object_format) as data:
+                indexer.set_pack_data(data)
+                entries = list(indexer)
+            pack_sha, extra = extend_pack(
+                f,
+                set(indexer.ext_refs()),
+                get_raw=store.get_raw,
+                object_format=object_format,
+                compression_level=store.pack_compression_level,
+            )
+        entries.extend(extra)
+        entries.sort()
+        base = os.path.join(self.path, "pack-" + iter_sha1(e[0] for e in entries).decode())
+        os.chmod(path, PACK_MODE)
+        os.rename(path, base + ".pack")
+        with GitFile(base + ".idx", "wb", mask=PACK_MODE) as index_file:
+            write_pack_index(index_file, entries, pack_sha, version=store.pack_index_version)
+        self.pack = Pack(base, object_format=object_format)
         return self.pack
 
     def migrate(self) -> None:
@@ -109,24 +170,41 @@ class Quarantine:
         if self.pack is None or len(self.pack) == 0:
             return
         self.pack.close()
-        source = os.path.join(self.path, "pack")
         target = self.repo.object_store.pack_dir
-        names = sorted(os.listdir(source), key=lambda name: name.endswith(".idx"))
+        names = sorted(os.listdir(self.path), key=lambda name: name.endswith(".idx"))
         for name in names:
             if name.endswith((".pack", ".idx")) and not os.path.exists(os.path.join(target, name)):
-                os.rename(os.path.join(source, name), os.path.join(target, name))
+                os.rename(os.path.join(self.path, name), os.path.join(target, name))
 
     def close(self) -> None:
         if self.pack is not None:
             self.pack.close()
-        self.store.close()
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _bounded(read: Callable[[int], bytes], recv, max_bytes: int):
+    """``read``/``recv`` that raise :class:`PackInputTooLarge` past ``max_bytes`` in all."""
+    total = 0
+
+    def counted(function: Callable[[int], bytes]) -> Callable[[int], bytes]:
+        def wrapper(size: int) -> bytes:
+            nonlocal total
+            data = function(size)
+            total += len(data)
+            if total > max_bytes:
+                raise PackInputTooLarge(f"pack exceeds maximum input size of {max_bytes} bytes")
+            return data
+
+        return wrapper
+
+    return counted(read), (counted(recv) if recv is not None else None)
 
 
 # --- object checks ------------------------------------------------------------------
 
 
-_VALID_MODES = {0o040000, 0o100644, 0o100755, 0o120000, S_IFGITLINK, 0o100664}
+_DIR_MODE = 0o040000
+_VALID_MODES = {_DIR_MODE, 0o100644, 0o100755, 0o120000, S_IFGITLINK, 0o100664}
 
 
 def _is_dotgit(name: bytes) -> bool:
@@ -149,31 +227,50 @@ class PackGraph:
     big_blobs: set[bytes] = field(default_factory=set)
 
 
-def _check_tree(tree: Tree, gitmodules: set[bytes]) -> list[tuple[bytes, bytes]]:
-    children = []
-    for name, mode, sha in tree.iteritems():
-        if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
-            raise ObjectFormatException(f"tree {tree.id.decode()}: invalid entry name {name!r}")
-        if _is_dotgit(name):
-            raise ObjectFormatException(f"tree {tree.id.decode()}: entry named {name!r}")
+def check_tree(sha: bytes, raw: bytes, oid_length: int, gitmodules: set[bytes]):
+    """Check a tree like ``git fsck`` and return its ``(child, name)`` links.
+
+    One strict parse does the work of dulwich's ``Tree.check`` (which parses the tree
+    twice more) plus the checks git adds: ``.git`` in any spelling, ``.gitmodules``
+    that is a symlink. Names of ``.gitmodules`` blobs are collected in ``gitmodules``.
+    """
+    what = f"tree {sha.decode()}"
+    try:
+        entries = parse_tree(raw, oid_length, strict=True)
+    except ValueError as error:  # ObjectFormatException is a ValueError too
+        raise ObjectFormatException(f"{what}: {error}") from None
+    names: list[bytes] = []
+    keys: list[bytes] = []
+    children: list[tuple[bytes, bytes]] = []
+    for name, mode, child in entries:
         if mode not in _VALID_MODES:
-            raise ObjectFormatException(f"tree {tree.id.decode()}: invalid mode {mode:06o}")
-        if _is_gitmodules(name):
-            if stat.S_ISLNK(mode):
-                raise ObjectFormatException(f"tree {tree.id.decode()}: .gitmodules is a symlink")
-            gitmodules.add(sha)
-        if mode == S_IFGITLINK:
-            continue  # a submodule's commit lives in another repository
-        children.append((sha, name))
+            raise ObjectFormatException(f"{what}: invalid mode {mode:06o}")
+        if not name or name in (b".", b"..") or b"/" in name:
+            raise ObjectFormatException(f"{what}: invalid entry name {name!r}")
+        if name[:1] in b".gG":  # the only first letters of .git, git~1, .gitmodules, gitmod~1
+            if _is_dotgit(name):
+                raise ObjectFormatException(f"{what}: entry named {name!r}")
+            if _is_gitmodules(name):
+                if mode == stat.S_IFLNK:
+                    raise ObjectFormatException(f"{what}: .gitmodules is a symlink")
+                gitmodules.add(child)
+        names.append(name)
+        keys.append(name + b"/" if mode == _DIR_MODE else name)
+        if mode != S_IFGITLINK:  # a submodule's commit lives in another repository
+            children.append((child, name))
+    if len(set(names)) != len(names):
+        raise ObjectFormatException(f"{what}: duplicate entries")
+    if keys != sorted(keys):
+        raise ObjectFormatException(f"{what}: entries not sorted")
     return children
 
 
-def _check_gitmodules(blob: Blob) -> None:
+def check_gitmodules(sha: bytes, data: bytes) -> None:
     """Refuse option-like submodule URLs and paths (CVE-2018-17456 and friends)."""
     try:
-        config = ConfigFile.from_file(_BytesReader(blob.as_raw_string()))
+        config = ConfigFile.from_file(_BytesReader(data))
     except Exception:
-        raise ObjectFormatException(f"blob {blob.id.decode()}: unparsable .gitmodules") from None
+        raise ObjectFormatException(f"blob {sha.decode()}: unparsable .gitmodules") from None
     for section in config.sections():
         if not section or section[0] != b"submodule":
             continue
@@ -202,42 +299,73 @@ class _BytesReader:
         return self._lines
 
 
-def check_pack(pack: Pack, resolve_ext_ref, max_blob_bytes: int) -> PackGraph:
-    """Parse and check every object of ``pack``; raise :class:`PackRejected` on the first
-    malformed one. Blobs above ``max_blob_bytes`` are noted, not refused here: the error
-    names their paths, which only the walk from the pushed tips knows."""
-    graph = PackGraph()
-    gitmodules: set[bytes] = set()
-    blobs: dict[bytes, Blob] = {}
-    try:
-        for obj in PackInflater.for_pack_data(pack.data, resolve_ext_ref=resolve_ext_ref):
-            _check_object(obj, graph, gitmodules, blobs, max_blob_bytes)
-        for sha in gitmodules:
-            blob = blobs.get(sha)
-            if blob is not None:
-                _check_gitmodules(blob)
-    except (ObjectFormatException, ValueError, KeyError, AssertionError) as error:
-        raise PackRejected(f"bad object: {error}") from None
-    return graph
+class PackChecker:
+    """Checks each object of a pack as the indexer inflates it.
+
+    Commits, trees and tags are parsed and checked in full; blobs only by size, so
+    their content is never kept or parsed. ``.gitmodules`` blobs are known by the tree
+    entries that name them, which may come after the blob in the pack: :meth:`finish`
+    reads those few back from the finished pack.
+    """
+
+    def __init__(self, object_format: ObjectFormat, max_blob_bytes: int) -> None:
+        self.object_format = object_format
+        self.max_blob_bytes = max_blob_bytes
+        self.graph = PackGraph()
+        self.gitmodules: set[bytes] = set()
+
+    def add(self, sha: bytes, type_num: int, chunks: list[bytes]) -> None:
+        """Check one object; raise :class:`PackRejected` if it is malformed."""
+        try:
+            self._add(sha, type_num, chunks)
+        except (ObjectFormatException, ValueError, KeyError, AssertionError) as error:
+            raise PackRejected(f"bad object: {error}") from None
+
+    def _add(self, sha: bytes, type_num: int, chunks: list[bytes]) -> None:
+        graph = self.graph
+        graph.kinds[sha] = type_num
+        if type_num == Blob.type_num:
+            if sum(map(len, chunks)) > self.max_blob_bytes:
+                graph.big_blobs.add(sha)
+        elif type_num == Tree.type_num:
+            raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            graph.links[sha] = check_tree(sha, raw, self.object_format.oid_length, self.gitmodules)
+        else:
+            obj = ShaFile.from_raw_chunks(type_num, chunks, sha, object_format=self.object_format)
+            obj.check()
+            if isinstance(obj, Commit):
+                graph.links[sha] = [(obj.tree, b"")] + [(parent, b"") for parent in obj.parents]
+            elif isinstance(obj, Tag):
+                graph.links[sha] = [(obj.object[1], b"")]
+
+    def finish(self, get_raw: Callable[[bytes], tuple[int, bytes]]) -> PackGraph:
+        """Check the ``.gitmodules`` blobs of the pack; return what was learned.
+
+        Those over the blob limit are left to the walk, which refuses them by path.
+        ``.gitmodules`` already in the repository got there through this check.
+        """
+        graph = self.graph
+        for sha in self.gitmodules:
+            if graph.kinds.get(sha) == Blob.type_num and sha not in graph.big_blobs:
+                try:
+                    check_gitmodules(sha, get_raw(sha)[1])
+                except ObjectFormatException as error:
+                    raise PackRejected(f"bad object: {error}") from None
+        return graph
 
 
-def _check_object(obj: ShaFile, graph: PackGraph, gitmodules, blobs, max_blob_bytes) -> None:
-    sha = obj.id
-    graph.kinds[sha] = obj.type_num
-    if isinstance(obj, Blob):
-        if obj.raw_length() > max_blob_bytes:
-            graph.big_blobs.add(sha)
-        elif obj.raw_length() < 64 * 1024:
-            # Small blobs are kept only until we know which are .gitmodules files.
-            blobs[sha] = obj
-        return
-    obj.check()
-    if isinstance(obj, Commit):
-        graph.links[sha] = [(obj.tree, b"")] + [(parent, b"") for parent in obj.parents]
-    elif isinstance(obj, Tree):
-        graph.links[sha] = _check_tree(obj, gitmodules)
-    elif isinstance(obj, Tag):
-        graph.links[sha] = [(obj.object[1], b"")]
+class CheckingIndexer(PackIndexer):
+    """dulwich's pack indexer that hands every inflated object to a :class:`PackChecker`."""
+
+    def __init__(self, *args, checker: PackChecker, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.checker = checker
+
+    def _result(self, unpacked: UnpackedObject):
+        entry = super()._result(unpacked)
+        assert unpacked.obj_type_num is not None and unpacked.obj_chunks is not None
+        self.checker.add(sha_to_hex(entry[0]), unpacked.obj_type_num, unpacked.obj_chunks)
+        return entry
 
 
 @dataclass
@@ -374,18 +502,22 @@ class HardenedReceivePackHandler(ReceivePackHandler):
             if any(new != zero for _, new, _ in refs):
                 quarantine = Quarantine(self.repo)
                 try:
-                    quarantine.receive(
+                    checker = PackChecker(self.repo.object_format, self.limits.max_blob_bytes)
+                    pack = quarantine.receive(
                         self.proto.read,
                         getattr(self.proto, "recv", None),
                         self.limits.max_pack_bytes,
+                        checker,
                     )
-                    graph = check_pack(
-                        quarantine.pack,  # type: ignore[arg-type]
-                        quarantine.store.get_raw,
-                        self.limits.max_blob_bytes,
-                    )
+                    graph = checker.finish(pack.get_raw)
                 except BodyError:
                     raise
+                except UnresolvedDeltas:
+                    yield from _unpack_failed(
+                        refs,
+                        "unpack failed: the pack has deltas against objects not in the repository",
+                    )
+                    return
                 except PackInputTooLarge:
                     limit = self.limits.max_pack_bytes // MiB
                     yield from _unpack_failed(refs, f"pack exceeds the {limit} MiB limit")
@@ -408,9 +540,7 @@ class HardenedReceivePackHandler(ReceivePackHandler):
             if quarantine is not None:
                 quarantine.close()
 
-    def _precheck(
-        self, refs, zero: bytes, graph: PackGraph, quarantine: Quarantine | None
-    ) -> dict[bytes, bytes]:
+    def _precheck(self, refs, zero: bytes, graph: PackGraph) -> dict[bytes, bytes]:
         """Per-ref refusals that do not depend on the current ref values."""
         errors: dict[bytes, bytes] = {}
         if len(refs) > self.limits.max_ref_updates:
@@ -418,7 +548,7 @@ class HardenedReceivePackHandler(ReceivePackHandler):
             return {ref: message.encode() for _, _, ref in refs}
         head = self.repo.refs.get_symrefs().get(b"HEAD")
         big: dict[str, bytes] = {}
-        store = quarantine.store if quarantine else self.repo.object_store
+        store = self.repo.object_store
         for _old, new, ref in refs:
             if not ref.startswith(b"refs/") or not check_ref_format(ref):
                 errors[ref] = b"funny refname"
@@ -442,7 +572,7 @@ class HardenedReceivePackHandler(ReceivePackHandler):
         return errors
 
     def _update_refs(self, refs, zero, graph, quarantine):
-        errors = self._precheck(refs, zero, graph, quarantine)
+        errors = self._precheck(refs, zero, graph)
         atomic = self.has_capability(CAPABILITY_ATOMIC)
         if atomic and errors:
             yield from _atomic_failed(refs, errors)
