@@ -183,7 +183,10 @@ class Quarantine:
 
 
 def _bounded(read: Callable[[int], bytes], recv, max_bytes: int):
-    """``read``/``recv`` that raise :class:`PackInputTooLarge` past ``max_bytes`` in all."""
+    """``read``/``recv`` that raise :class:`PackInputTooLarge` past ``max_bytes`` in all
+    (0: no limit, as git's ``receive.maxInputSize``)."""
+    if not max_bytes:
+        return read, recv
     total = 0
 
     def counted(function: Callable[[int], bytes]) -> Callable[[int], bytes]:
