@@ -186,19 +186,44 @@ def curl(*args: str) -> float:
     return time.perf_counter() - started
 
 
+def curl_verified(url: str, target: Path, oid: str) -> float:
+    """GET while hashing, as any LFS client must: the fastest a verifying download can be
+    with the machine's own tools (curl | tee | sha256sum)."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [
+            "bash",
+            "-c",
+            'set -o pipefail; curl -sS -f "$1" | tee "$2" | sha256sum',
+            "-",
+            url,
+            str(target),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.perf_counter() - started
+    if not result.stdout.startswith(oid):
+        raise RuntimeError("the verified download does not hash to the object id")
+    return elapsed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
-    for tool in ("git", "git-lfs", "curl"):
+    for tool in ("git", "git-lfs", "curl", "sha256sum"):
         if shutil.which(tool) is None:
             parser.error(f"needs {tool} on PATH")
 
     work = Path(tempfile.mkdtemp(prefix="hfgit-lfs-bench-"))
     bench = Bench(work, args.megabytes)
     server = bench.start()
-    seconds: dict[str, list[float]] = {k: [] for k in ("push", "clone", "fetch", "put", "get")}
+    seconds: dict[str, list[float]] = {
+        k: [] for k in ("push", "clone", "fetch", "put", "get", "verified")
+    }
     peaks: dict[str, list[float]] = {"git": [], "curl": []}
     try:
         print(f"preparing a {args.megabytes} MB LFS object ...", flush=True)
@@ -237,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
                 seconds["get"].append(curl("-o", str(target), get_url))
+                target.unlink()
+                seconds["verified"].append(curl_verified(get_url, target, oid))
             target.unlink()
     finally:
         server.terminate()
@@ -253,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  git lfs fetch {rate['fetch']:8.1f} MB/s (the download alone, no checkout)")
     print(f"  ratio clone/GET {rate['clone'] / rate['get']:.2f}   (goal >= 0.80)")
     print(f"  ratio fetch/GET {rate['fetch'] / rate['get']:.2f}")
+    print(
+        f"  curl GET | sha256sum {rate['verified']:8.1f} MB/s (a download that verifies its "
+        "bytes, as git-lfs must)"
+    )
+    print(f"  ratio clone/verified GET {rate['clone'] / rate['verified']:.2f}")
+    print(f"  ratio fetch/verified GET {rate['fetch'] / rate['verified']:.2f}")
     print(
         f"  server peak RSS: idle {idle:.0f} MiB, during git {max(peaks['git']):.0f} MiB, "
         f"during curl {max(peaks['curl']):.0f} MiB   (goal < 150 MiB)"
