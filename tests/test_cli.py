@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from hfgit import tokens
 from hfgit.names import RepoId
-from hubtest import Hub, free_port, stop_server, unique, wait_healthy
+from hubtest import Git, Hub, free_port, stop_server, unique, wait_healthy
 
 TOKEN_RE = re.compile(r"hf_[A-Za-z]{34}")
 
@@ -189,13 +190,15 @@ def test_unreachable_database_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_serve_with_zero_configuration(tmp_path: Path):
-    """A fresh HOME: serve creates the data directory and says how to get a first token."""
+def test_serve_with_zero_configuration(tmp_path: Path, git: Git):
+    """A fresh HOME, hfgit not on PATH: serve creates the data directory and prints
+    commands that, run as printed, give a first user, repo and token that git can use."""
     home = tmp_path / "home"
-    env = {**os.environ, "HOME": str(home)}
-    env.pop("HFGIT_DATA_DIR", None)
-    env.pop("XDG_DATA_HOME", None)
-    env.pop("HFGIT_DATABASE_URL", None)
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
+    env = {**os.environ, "HOME": str(home), "PATH": path}
+    for name in ("HFGIT_DATA_DIR", "XDG_DATA_HOME", "HFGIT_DATABASE_URL"):
+        env.pop(name, None)
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -206,13 +209,25 @@ def test_serve_with_zero_configuration(tmp_path: Path):
             env=env,
         )
     try:
-        wait_healthy(f"http://127.0.0.1:{port}", process, log)
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, process, log)
         data_dir = home / ".local" / "share" / "hfgit"
         assert (data_dir / "hfgit.db").is_file()
         assert (data_dir / "repos").is_dir()
         assert oct(data_dir.stat().st_mode & 0o777) == "0o700"
-        text = log.read_text()
-        assert "hfgit user add alice" in text
-        assert "hfgit token create alice --name laptop --role write" in text
+        printed = [line.strip() for line in log.read_text().splitlines()]
+        commands = [line for line in printed if " user add " in line or " repo create " in line]
+        commands += [line for line in printed if " token create " in line]
+        assert len(commands) == 3
+        outputs = [
+            subprocess.run(
+                shlex.split(command), env=env, capture_output=True, text=True, check=True
+            ).stdout
+            for command in commands
+        ]
+        token = outputs[-1].strip()
+        assert TOKEN_RE.fullmatch(token)
+        assert f"git clone {url}/alice/my-model" in log.read_text()
+        git.run("ls-remote", f"{url}/alice/my-model", token=token, username="alice")
     finally:
         stop_server(process)

@@ -6,8 +6,11 @@ gunicorn decodes chunked request bodies itself (and says so with
 
 from __future__ import annotations
 
+import shlex
+import shutil
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
@@ -69,6 +72,15 @@ class _Gunicorn(BaseApplication):
         return create_app(self.settings, Accounts.open(self.settings, create=False))
 
 
+def _hfgit_command() -> str:
+    """How the user can run ``hfgit`` from another terminal: by name when it is on PATH,
+    else by the path of the environment it is installed in (``make serve``'s .venv)."""
+    if shutil.which("hfgit"):
+        return "hfgit"
+    installed = Path(sys.executable).parent / "hfgit"
+    return shlex.quote(str(installed)) if installed.exists() else "hfgit"
+
+
 def serve(settings: Settings, options: ServeOptions) -> None:
     """Create the data directory and schema once, say how to start, then serve forever."""
     accounts = Accounts.open(settings)
@@ -77,12 +89,13 @@ def serve(settings: Settings, options: ServeOptions) -> None:
     url = f"http://{options.host}:{options.port}"
     print(f"hfgit serving {url}  (data: {settings.data_dir})", file=sys.stderr)
     if not has_users:
-        flag = f" --data-dir {settings.data_dir}"
+        flag = f" --data-dir {shlex.quote(str(settings.data_dir))}"
+        hfgit = _hfgit_command()
         print(
             "No users yet. In another terminal, create one and a first token:\n"
-            f"  hfgit user add alice{flag}\n"
-            f"  hfgit repo create alice/my-model --private{flag}\n"
-            f"  hfgit token create alice --name laptop --role write{flag}\n"
+            f"  {hfgit} user add alice{flag}\n"
+            f"  {hfgit} repo create alice/my-model --private{flag}\n"
+            f"  {hfgit} token create alice --name laptop --role write{flag}\n"
             f"Then: git clone {url}/alice/my-model  (username: alice, password: the token)",
             file=sys.stderr,
         )
