@@ -233,3 +233,53 @@ def test_batch_validation_and_limits(hub: Hub):
     status, _, body = http("POST", url, token=write, body=b"{not json")
     assert status == 400
     assert b"not valid JSON" in body
+
+
+def test_transfer_urls_die_with_their_token_and_with_lost_access(hub: Hub):
+    user = hub.make_user()
+    repo = hub.make_repo(f"{user}/{unique('m')}", private=True)
+    stored, stored_item = blob(2048)
+    upload(hub, repo, hub.make_token(user, "write"), stored, stored_item)
+
+    # Deleted after the batch: its upload URL stores nothing.
+    doomed = hub.make_token(user, "write", name="doomed")
+    data, item = blob(2048)
+    status, _, answer = batch(hub, repo, "upload", [item], doomed)
+    assert status == 200
+    put = answer["objects"][0]["actions"]["upload"]["href"]
+    assert doomed not in put
+    hub.accounts.delete_token(user, "doomed")
+    status, _, body = http("PUT", put, body=data)
+    assert status == 401 and b"deleted, refreshed or has expired" in body
+    assert not held(hub, repo, item["oid"]) and not stored_path(hub, item["oid"]).exists()
+
+    # Refreshed after the batch: the old value's download URL is dead.
+    rotated = hub.make_token(user, "read", name="rotated")
+    status, _, answer = batch(hub, repo, "download", [stored_item], rotated)
+    get = answer["objects"][0]["actions"]["download"]["href"]
+    assert http("GET", get)[0] == 200
+    hub.accounts.refresh_token(user, "rotated")
+    assert http("GET", get)[0] == 403
+
+    # Removed from the organization after the batch: refused, though the token lives.
+    member = hub.make_user()
+    org = hub.make_org(members={member: "read", user: "write"})
+    org_repo = hub.make_repo(f"{org}/{unique('m')}", private=True, creator=user)
+    upload(hub, org_repo, hub.make_token(user, "write"), stored, stored_item)
+    status, _, answer = batch(
+        hub, org_repo, "download", [stored_item], hub.make_token(member, "read")
+    )
+    get = answer["objects"][0]["actions"]["download"]["href"]
+    assert http("GET", get)[0] == 200
+    hub.accounts.remove_member(org, member)
+    status, _, body = http("GET", get)
+    assert status == 403 and b"Access changed" in body
+
+    # An anonymous URL of a public repo dies when the repo turns private.
+    public = hub.make_repo(f"{user}/{unique('m')}")
+    upload(hub, public, hub.make_token(user, "write"), stored, stored_item)
+    status, _, answer = batch(hub, public, "download", [stored_item])
+    get = answer["objects"][0]["actions"]["download"]["href"]
+    assert "token=" not in get and http("GET", get)[0] == 200
+    hub.accounts.update_repo(public, private=True)
+    assert http("GET", get)[0] == 403

@@ -62,6 +62,9 @@ class Caller:
     principal: policy.Principal
     user_id: int
     token_id: int | None
+    #: The stored digest of the token used: it changes on refresh, so anything bound to
+    #: it (signed LFS transfer URLs) dies with the old value.
+    token_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,11 +178,11 @@ _REPO_BY_IDENTITY = _REPO_QUERY.where(
     accounts.c.name_lower == sa.bindparam("namespace"),
     repos.c.name_lower == sa.bindparam("name"),
 )
-_TOKEN_BY_DIGEST = (
-    sa.select(token_table, accounts.c.name.label("owner_name"))
-    .join(accounts, accounts.c.id == token_table.c.owner_id)
-    .where(token_table.c.digest == sa.bindparam("digest"))
+_TOKEN_WITH_OWNER = sa.select(token_table, accounts.c.name.label("owner_name")).join(
+    accounts, accounts.c.id == token_table.c.owner_id
 )
+_TOKEN_BY_DIGEST = _TOKEN_WITH_OWNER.where(token_table.c.digest == sa.bindparam("digest"))
+_TOKEN_BY_ID = _TOKEN_WITH_OWNER.where(token_table.c.id == sa.bindparam("token_id"))
 _ORG_ROLES = (
     sa.select(accounts.c.name_lower, memberships.c.role)
     .join(accounts, accounts.c.id == memberships.c.org_id)
@@ -791,11 +794,18 @@ class Accounts:
             raise AuthError("password")
         if not tokens.is_well_formed(secret):
             raise AuthError("invalid")
+        digest = tokens.digest(secret, self.token_key)
+        return self._token_caller(_TOKEN_BY_DIGEST, {"digest": digest})
+
+    def caller_for_token(self, token_id: int) -> Caller:
+        """The caller a token id stands for now; :class:`AuthError` once it is deleted or
+        expired. For credentials issued earlier under a token (signed LFS URLs)."""
+        return self._token_caller(_TOKEN_BY_ID, {"token_id": token_id})
+
+    def _token_caller(self, query: sa.Select, params: dict) -> Caller:
         now = time.time()
         with self.store.begin() as conn:
-            row = conn.execute(
-                _TOKEN_BY_DIGEST, {"digest": tokens.digest(secret, self.token_key)}
-            ).first()
+            row = conn.execute(query, params).first()
             if row is None or (row.expires_at is not None and row.expires_at <= now):
                 raise AuthError("invalid")
             if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
@@ -805,7 +815,8 @@ class Accounts:
                 self._audit(conn, "token.use", user_id=row.owner_id, token_id=row.id)
             roles = self.org_roles(conn, row.owner_id)
         token = self._token_record(row).to_policy()
-        return Caller(policy.Principal(row.owner_name, token, roles), row.owner_id, row.id)
+        principal = policy.Principal(row.owner_name, token, roles)
+        return Caller(principal, row.owner_id, row.id, row.digest)
 
     def session_caller(self, user: str) -> Caller:
         """The caller for a logged-in browser session: the user's own full rights."""

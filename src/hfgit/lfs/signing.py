@@ -1,8 +1,10 @@
 """Signed transfer URLs: a capability for one operation on one object of one repository.
 
-The batch endpoint checks the caller's token and policy once, then hands out URLs that
-need no further credentials. The signature binds everything the URL grants, so a URL
-cannot be replayed for another object, size, repository or operation, or after expiry.
+The batch endpoint checks the caller's token and policy, then hands out URLs that need
+no further credentials. The signature binds everything the URL grants, so a URL cannot
+be replayed for another object, size, repository or operation, or after expiry. It also
+binds the token that asked for it (by its current digest), so deleting or refreshing
+that token kills its outstanding URLs too.
 """
 
 from __future__ import annotations
@@ -28,16 +30,19 @@ class Grant:
     oid: str
     size: int
     expires: int
+    #: The digest of the token the URL was issued to; empty for an anonymous download.
+    credential: str = ""
 
     def message(self) -> bytes:
-        return f"{self.operation}\n{self.repo}\n{self.oid}\n{self.size}\n{self.expires}".encode()
+        fields = (self.operation, self.repo, self.oid, self.size, self.expires, self.credential)
+        return "\n".join(str(field) for field in fields).encode()
 
 
 class Signer:
     def __init__(self, secret: bytes) -> None:
         # A key of its own, so a signature made here means nothing anywhere else the
         # server secret is used.
-        self._key = hmac.new(secret, b"hfgit lfs transfer v1", hashlib.sha256).digest()
+        self._key = hmac.new(secret, b"hfgit lfs transfer v2", hashlib.sha256).digest()
 
     def sign(self, grant: Grant) -> str:
         if grant.operation not in OPERATIONS:

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlencode
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import get_current_url, wrap_file
 
-from ..accounts import Accounts, AuthError, RepoRecord
+from ..accounts import Accounts, AuthError, Caller, RepoRecord
 from ..config import MiB, Settings
 from ..lfs import (
     Grant,
@@ -38,7 +38,7 @@ from ..names import RepoPath
 from ..policy import Action
 from . import responses
 from .body import BodyError, open_body
-from .gate import Gate
+from .gate import Access, Gate
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ OID_RE = re.compile(r"[0-9a-f]{64}")
 #: A batch names objects by oid and size only: 4 MiB is room for far more than the limit.
 BATCH_BODY_LIMIT = 4 * MiB
 PREFIX = "info/lfs/"
+INVALID_URL = "This transfer URL is not valid: request a new one."
+TRANSFER_ACTIONS = {"download": Action.READ, "upload": Action.WRITE, "verify": Action.WRITE}
 
 
 def lfs_error(status: int, message: str, *, challenge: bool = False) -> Response:
@@ -66,6 +68,11 @@ def _lfs_json(data: dict, status: int = 200) -> Response:
 
 def _object_error(oid: object, size: object, code: int, message: str) -> dict:
     return {"oid": oid, "size": size, "error": {"code": code, "message": message}}
+
+
+def _credential(caller: Caller | None) -> str:
+    """What a transfer URL is bound to: the current digest of the caller's token."""
+    return (caller.token_digest or "") if caller else ""
 
 
 def _read_all(read) -> bytes:
@@ -148,9 +155,9 @@ class LfsService:
             if problem is not None:
                 answers.append(_object_error(item.get("oid"), item.get("size"), 422, problem))
             elif operation == "download":
-                answers.append(self._download_answer(item, held, access.repo, base, expires))
+                answers.append(self._download_answer(item, held, access, base, expires))
             else:
-                answers.append(self._upload_answer(item, held, access.repo, base, expires))
+                answers.append(self._upload_answer(item, held, access, base, expires))
         return _lfs_json({"transfer": "basic", "objects": answers, "hash_algo": "sha256"})
 
     def _read_batch(self, environ: dict) -> dict:
@@ -185,9 +192,9 @@ class LfsService:
         return None
 
     def _download_answer(
-        self, item: dict, held: dict[str, int], repo: RepoRecord, base: str, expires: int
+        self, item: dict, held: dict[str, int], access: Access, base: str, expires: int
     ) -> dict:
-        oid, size = item["oid"], item["size"]
+        oid, size, repo = item["oid"], item["size"], access.repo
         if oid not in held:
             return _object_error(oid, size, 404, "Object does not exist in this repository.")
         size = held[oid]
@@ -197,14 +204,14 @@ class LfsService:
             )
             action = {"href": href.url, "header": href.headers}
         else:
-            action = {"href": self._signed_url(base, repo, "download", oid, size, expires)}
+            action = {"href": self._signed_url(base, access, "download", oid, size, expires)}
         action["expires_in"] = self.settings.lfs_url_ttl
         return {"oid": oid, "size": size, "authenticated": True, "actions": {"download": action}}
 
     def _upload_answer(
-        self, item: dict, held: dict[str, int], repo: RepoRecord, base: str, expires: int
+        self, item: dict, held: dict[str, int], access: Access, base: str, expires: int
     ) -> dict:
-        oid, size = item["oid"], item["size"]
+        oid, size, repo = item["oid"], item["size"], access.repo
         if held.get(oid) == size:
             return {"oid": oid, "size": size}  # no actions: the repository has it already
         ttl = self.settings.lfs_url_ttl
@@ -212,10 +219,10 @@ class LfsService:
             href = self.storage.upload_href(self.storage.key(repo.storage_id, oid), oid, size, ttl)
             upload = {"href": href.url, "header": href.headers, "expires_in": ttl}
         else:
-            url = self._signed_url(base, repo, "upload", oid, size, expires)
+            url = self._signed_url(base, access, "upload", oid, size, expires)
             upload = {"href": url, "expires_in": ttl}
         verify = {
-            "href": self._signed_url(base, repo, "verify", oid, size, expires),
+            "href": self._signed_url(base, access, "verify", oid, size, expires),
             "expires_in": ttl,
         }
         return {
@@ -229,10 +236,16 @@ class LfsService:
         return self.settings.lfs_public_url or get_current_url(environ, root_only=True).rstrip("/")
 
     def _signed_url(
-        self, base: str, repo: RepoRecord, operation: str, oid: str, size: int, expires: int
+        self, base: str, access: Access, operation: str, oid: str, size: int, expires: int
     ) -> str:
-        grant = Grant(operation, repo.hub_id, oid, size, expires)
-        query = urlencode({"expires": expires, "signature": self.signer.sign(grant)})
+        repo, caller = access.repo, access.caller
+        grant = Grant(operation, repo.hub_id, oid, size, expires, _credential(caller))
+        params: dict[str, object] = {"expires": expires}
+        if caller is not None:
+            # The token's id, not its value: the signature binds its current digest.
+            params["token"] = caller.token_id
+        params["signature"] = self.signer.sign(grant)
+        query = urlencode(params)
         kind = "verify" if operation == "verify" else "objects"
         return f"{base}/{repo.repo_id.url_path}.git/{PREFIX}{kind}/{oid}/{size}?{query}"
 
@@ -247,13 +260,31 @@ class LfsService:
         query = parse_qs(environ.get("QUERY_STRING", ""))
         expires = query.get("expires", [""])[0]
         signature = query.get("signature", [""])[0]
-        record = self.accounts.find_repo(target.repo)
-        if record is None or not expires.isdigit():
-            return lfs_error(403, "This transfer URL is not valid: request a new one.")
+        token_id = query.get("token", [""])[0]
+        if not expires.isdigit() or not (token_id == "" or token_id.isdigit()):
+            return lfs_error(403, INVALID_URL)
         try:
-            self.signer.check(Grant(operation, record.hub_id, oid, size, int(expires)), signature)
+            caller = self.accounts.caller_for_token(int(token_id)) if token_id else None
+        except AuthError:
+            return lfs_error(
+                401,
+                "The token that requested this transfer URL was deleted, refreshed or has "
+                "expired: run the git command again with a valid token.",
+            )
+        # Decided again, as every request is: access may have changed since the batch.
+        access = self.gate.check(caller, target.repo, TRANSFER_ACTIONS[operation])
+        record = access.repo
+        if record is None:
+            return lfs_error(403, INVALID_URL)
+        grant = Grant(operation, record.hub_id, oid, size, int(expires), _credential(caller))
+        try:
+            self.signer.check(grant, signature)
         except InvalidSignature as error:
             return lfs_error(403, str(error))
+        if not access.decision:
+            return lfs_error(
+                403, f"Access changed since this transfer URL was issued: {access.decision.message}"
+            )
         if operation == "download":
             return self._send(environ, record, oid, size)
         if operation == "upload":
