@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -140,3 +141,38 @@ def test_s3_wrong_bytes_are_refused_at_verify_and_deleted(s3_hub: Hub, s3_client
     assert status == 200
     assert http("POST", actions["verify"]["href"], body=verify_body)[0] == 200
     assert held(s3_hub, repo, item["oid"])
+
+
+def _s3_upload(hub: Hub, repo, token: str, data: bytes) -> dict:
+    item = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    status, _, answer = batch(hub, repo, "upload", [item], token)
+    assert status == 200
+    actions = answer["objects"][0]["actions"]
+    upload = actions["upload"]
+    assert http("PUT", upload["href"], body=data, headers=upload["header"])[0] == 200
+    assert http("POST", actions["verify"]["href"], body=json.dumps(item).encode())[0] == 200
+    return item
+
+
+def test_s3_gc_removes_the_objects_of_deleted_repos(s3_hub: Hub, s3_client):
+    user = s3_hub.make_user()
+    token = s3_hub.make_token(user, "write")
+    doomed = s3_hub.make_repo(f"{user}/{unique('doomed')}")
+    keeper = s3_hub.make_repo(f"{user}/{unique('keeper')}")
+    gone = _s3_upload(s3_hub, doomed, token, os.urandom(3000))
+    kept = _s3_upload(s3_hub, keeper, token, os.urandom(3000))
+    gone_key, kept_key = _key(s3_hub, doomed, gone["oid"]), _key(s3_hub, keeper, kept["oid"])
+    s3_hub.accounts.delete_repo(doomed)
+
+    # Just uploaded: inside the grace period, kept.
+    result = s3_hub.cli("lfs", "gc")
+    assert "removed 0" in result.stderr
+    assert s3_client.list_objects_v2(Bucket=BUCKET, Prefix=gone_key)["KeyCount"] == 1
+
+    result = s3_hub.cli("lfs", "gc", "--grace-hours", "0")
+    # Other tests of this module may leave unreferenced keys too; this one must be among them.
+    removed = int(re.search(r"removed (\d+)", result.stderr).group(1))
+    assert removed >= 1
+    assert s3_client.list_objects_v2(Bucket=BUCKET, Prefix=gone_key)["KeyCount"] == 0
+    assert s3_client.list_objects_v2(Bucket=BUCKET, Prefix=kept_key)["KeyCount"] == 1
+    assert held(s3_hub, keeper, kept["oid"])

@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 
 from . import __version__, client
 from .accounts import Accounts, AccountsError, InvalidInput, parse_scope
-from .config import Settings
+from .config import MiB, Settings
+from .lfs.gc import collect
+from .lfs.storage import open_storage
 from .names import REPO_TYPES, InvalidName, RepoId
 from .store import DatabaseUnavailable
 
@@ -212,6 +214,25 @@ def cmd_token_delete(args, settings) -> int:
     return 0
 
 
+def cmd_lfs_gc(args, settings) -> int:
+    if args.grace_hours < 0:
+        raise InvalidInput("--grace-hours cannot be negative.")
+    report = collect(
+        open_storage(settings),
+        Accounts.open(settings).store,
+        grace_seconds=args.grace_hours * 3600,
+        dry_run=args.dry_run,
+    )
+    verb = "would remove" if args.dry_run else "removed"
+    print(
+        f"LFS: examined {report.examined} objects, {verb} {report.removed} "
+        f"({report.freed_bytes / MiB:.1f} MiB) that no repository holds; kept "
+        f"{report.kept_recent} younger than {args.grace_hours:g} hours.",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     store = _store_options()
     parser = argparse.ArgumentParser(
@@ -311,6 +332,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user")
     p.add_argument("name")
     p.set_defaults(func=cmd_token_delete)
+
+    lfs = commands.add_parser("lfs", help="Git LFS storage").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = lfs.add_parser(
+        "gc", parents=[store], help="remove stored LFS objects no repository holds any more"
+    )
+    p.add_argument(
+        "--grace-hours",
+        type=float,
+        default=24,
+        help="keep objects younger than this, e.g. uploads still in flight (default: 24)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only report what would be removed")
+    p.set_defaults(func=cmd_lfs_gc)
 
     client.register(commands)
     return parser
