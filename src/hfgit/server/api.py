@@ -86,6 +86,14 @@ def _access_request_json(item: AccessRequest) -> dict:
     }
 
 
+class Refused(Exception):
+    """The policy said no; carries the refusal to answer with."""
+
+    def __init__(self, deny: Deny) -> None:
+        super().__init__(deny.message)
+        self.deny = deny
+
+
 class ApiService:
     def __init__(self, accounts: Accounts, gate: Gate) -> None:
         self.accounts = accounts
@@ -125,6 +133,8 @@ class ApiService:
         handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
         try:
             response = handler(request, caller, **args)
+        except Refused as refused:
+            response = responses.api_denied(refused.deny)
         except (BadRequest, InvalidInput, InvalidName) as exc:
             response = responses.json_error(400, str(exc))
         except NotFound as exc:
@@ -216,10 +226,14 @@ class ApiService:
             return Deny(deny.status, "GatedRepo", deny.message)
         return deny
 
-    def _auth_check(self, caller: Caller | None, repo_id: RepoId, action: Action) -> Response:
+    def _require(self, caller: Caller | None, repo_id: RepoId, action: Action) -> None:
+        """Raise :class:`Refused` (answered by ``__call__``) unless ``action`` is allowed."""
         deny = self._check(caller, repo_id, action)
         if deny is not None:
-            return responses.api_denied(deny)
+            raise Refused(deny)
+
+    def _auth_check(self, caller: Caller | None, repo_id: RepoId, action: Action) -> Response:
+        self._require(caller, repo_id, action)
         return json_response({"ok": True})
 
     def _auth_check_read(
@@ -291,9 +305,7 @@ class ApiService:
         if caller is None:
             return responses.api_denied(_anonymous_refusal())
         repo_id = self._body_repo_id(_body(request), caller)
-        deny = self._check(caller, repo_id, Action.MANAGE)
-        if deny is not None:
-            return responses.api_denied(deny)
+        self._require(caller, repo_id, Action.MANAGE)
         self.accounts.delete_repo(repo_id)
         self.accounts.audit(
             "repo.delete",
@@ -307,9 +319,7 @@ class ApiService:
         self, request: Request, caller: Caller | None, kind: str, namespace: str, name: str
     ) -> Response:
         repo_id = _repo_id(kind, namespace, name)
-        deny = self._check(caller, repo_id, Action.MANAGE)
-        if deny is not None:
-            return responses.api_denied(deny)
+        self._require(caller, repo_id, Action.MANAGE)
         body = _body(request)
         private = _visibility(body)
         gated = body.get("gated")
@@ -352,9 +362,7 @@ class ApiService:
         status: str,
     ) -> Response:
         repo_id = _repo_id(kind, namespace, name)
-        deny = self._check(caller, repo_id, Action.MANAGE)
-        if deny is not None:
-            return responses.api_denied(deny)
+        self._require(caller, repo_id, Action.MANAGE)
         items = self.accounts.access_requests(repo_id, status)
         return json_response([_access_request_json(item) for item in items])
 
@@ -362,9 +370,7 @@ class ApiService:
         self, request: Request, caller: Caller | None, kind: str, namespace: str, name: str
     ) -> Response:
         repo_id = _repo_id(kind, namespace, name)
-        deny = self._check(caller, repo_id, Action.MANAGE)
-        if deny is not None:
-            return responses.api_denied(deny)
+        self._require(caller, repo_id, Action.MANAGE)
         body = _body(request)
         user, request_id, status = body.get("user"), body.get("requestId"), body.get("status")
         for field, value in (("user", user), ("requestId", request_id), ("status", status)):
@@ -379,9 +385,7 @@ class ApiService:
         self, request: Request, caller: Caller | None, kind: str, namespace: str, name: str
     ) -> Response:
         repo_id = _repo_id(kind, namespace, name)
-        deny = self._check(caller, repo_id, Action.MANAGE)
-        if deny is not None:
-            return responses.api_denied(deny)
+        self._require(caller, repo_id, Action.MANAGE)
         user = _body(request).get("user")
         if not isinstance(user, str) or not user:
             raise BadRequest("user is required: the name of the user to grant access to.")
