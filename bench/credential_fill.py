@@ -5,10 +5,11 @@ cost users feel. This measures, in one run and interleaved (so machine noise hit
 alike), the median wall time of:
 
   python -c pass                    a bare start of the same interpreter (the floor)
-  helper get (console script)       git-credential-hf get, as installed by pip
-  helper get (lean launcher)        the same code without pip's launcher (which imports re)
+  helper get (installed)            git-credential-hf get, as `pip install` installs it
+                                    (the repository's shim, not a generated console script)
+  helper get (lean launcher)        the smallest possible launcher of the same code
   git credential fill / store       git with its own credential-store helper
-  git credential fill / hf          git with our helper (console script)
+  git credential fill / hf          git with our helper (installed)
   git credential fill / hf (lean)   git with our helper (lean launcher)
 
 and prints ratios. Goal: helper get <= 1.5x a bare Python start.
@@ -84,7 +85,7 @@ def main() -> int:
         env = sandbox(Path(tmp))
         commands = {
             "python -c pass": [sys.executable, "-c", "pass"],
-            "helper get (console script)": ["git-credential-hf", "get"],
+            "helper get (installed)": ["git-credential-hf", "get"],
             "helper get (lean launcher)": ["git-credential-hflean", "get"],
             "git credential fill / store": [
                 "git",
@@ -109,7 +110,7 @@ def main() -> int:
     for name, value in median.items():
         print(f"  {name:<36} {value:7.1f} ms")
     ratios = [
-        ("helper get (console script)", "python -c pass"),
+        ("helper get (installed)", "python -c pass"),
         ("helper get (lean launcher)", "python -c pass"),
         ("git credential fill / hf", "git credential fill / store"),
         ("git credential fill / hf (lean)", "git credential fill / store"),
