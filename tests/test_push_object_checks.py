@@ -17,7 +17,7 @@ def test_tree_with_a_forbidden_entry_name_is_refused(hub, git, tmp_path, name):
     scratch = target.plumbing(git, tmp_path)
     blob = scratch.blob(b"[core]\n\thooksPath = /tmp\n")
     inner = scratch.tree([("100644", blob, "config")])
-    tree = scratch.tree([("040000", inner, name)])
+    tree = scratch.tree([("40000", inner, name)])
     commit = scratch.commit(tree, (target.main,))
     before = snapshot(target.path)
 
@@ -27,6 +27,8 @@ def test_tree_with_a_forbidden_entry_name_is_refused(hub, git, tmp_path, name):
 
     status = report_status(answer.body)
     assert status["unpack"].startswith("bad object")
+    reason = "invalid entry name" if name in (".", "..") else "is .git"
+    assert f"{name!a} {reason}" in status["unpack"] or (f"{reason} {name!a}" in status["unpack"])
     assert status["refs/heads/main"] == "ng unpacker error"
     assert snapshot(target.path) == before
 
@@ -245,3 +247,113 @@ def test_large_gitmodules_is_checked_too(hub, git, tmp_path):
 
     assert ".gitmodules" in report_status(answer.body)["unpack"]
     assert snapshot(target.path) == before
+
+
+# --- .git and .gitmodules as HFS+ and NTFS read them (git's is_hfs_* / is_ntfs_*) ----
+
+DOTGIT_SPELLINGS = [
+    ".git\u200c",  # HFS+ ignores zero-width and direction code points anywhere
+    "\u200d.git",
+    ".g\u200eit",
+    ".gi\u200ft",
+    ".\u202agit",
+    ".GIT\u202e",
+    ".git\u206a",
+    ".gi\u206ft",
+    "\ufeff.git",
+    ".git::$INDEX_ALLOCATION",  # NTFS: the directory .git through its index stream
+    ".git:stream",
+    ".git ",  # NTFS drops trailing spaces and periods
+    ".git. .",
+    "GIT~1",  # NTFS 8.3 short name
+    "git~1 .",
+    ".git\\hooks",  # a backslash separates path components on Windows
+]
+GITMODULES_SPELLINGS = [
+    "gitmod~1",
+    "GITMOD~4",
+    "gi7eba~1",  # NTFS's hashed fall-back short name
+    "gi7eb~12",
+    ".GitModules",
+    ".gitmodules. ",
+    ".gitmodules::$DATA",
+    ".git\u200cmodules",
+    "\ufeff.gitmodules",
+]
+
+
+@pytest.mark.parametrize("name", DOTGIT_SPELLINGS, ids=ascii)
+def test_dotgit_in_other_filesystems_spellings_is_refused(hub, git, tmp_path, name):
+    target = PushTarget.create(hub, git, tmp_path)
+    scratch = target.plumbing(git, tmp_path)
+    blob = scratch.blob(b"[core]\n\thooksPath = /tmp\n")
+    inner = scratch.tree([("100644", blob, "config")])
+    tree = scratch.tree([("40000", inner, name)])
+    commit = scratch.commit(tree, (target.main,))
+    before = snapshot(target.path)
+
+    answer = target.push(
+        [(target.main, commit, "refs/heads/main")], scratch.pack([commit, tree, inner, blob])
+    )
+
+    status = report_status(answer.body)
+    assert status["unpack"].startswith("bad object")
+    assert f"entry {name!a} is .git" in status["unpack"]
+    assert status["refs/heads/main"] == "ng unpacker error"
+    assert snapshot(target.path) == before
+
+
+@pytest.mark.parametrize("name", GITMODULES_SPELLINGS, ids=ascii)
+def test_gitmodules_in_other_filesystems_spellings_is_checked(hub, git, tmp_path, name):
+    target = PushTarget.create(hub, git, tmp_path)
+    scratch = target.plumbing(git, tmp_path)
+    blob = scratch.blob(EVIL_SECTION)
+    tree = scratch.tree([("100644", blob, name)])
+    commit = scratch.commit(tree, (target.main,))
+    before = snapshot(target.path)
+
+    answer = target.push(
+        [(target.main, commit, "refs/heads/main")], scratch.pack([commit, tree, blob])
+    )
+
+    status = report_status(answer.body)
+    assert f".gitmodules blob {blob} (entry {name!a})" in status["unpack"]
+    assert "option-like url" in status["unpack"]
+    assert snapshot(target.path) == before
+
+
+@pytest.mark.parametrize("name", [".gitmodules", "gitmod~1", ".git\u200dmodules"], ids=ascii)
+def test_gitmodules_symlink_is_refused_in_any_spelling(hub, git, tmp_path, name):
+    target = PushTarget.create(hub, git, tmp_path)
+    scratch = target.plumbing(git, tmp_path)
+    link = scratch.blob(b"/etc/passwd")
+    tree = scratch.tree([("120000", link, name)])
+    commit = scratch.commit(tree, (target.main,))
+    before = snapshot(target.path)
+
+    answer = target.push(
+        [(target.main, commit, "refs/heads/main")], scratch.pack([commit, tree, link])
+    )
+
+    status = report_status(answer.body)
+    assert f"entry {name!a} is a .gitmodules that is a symlink" in status["unpack"]
+    assert snapshot(target.path) == before
+
+
+def test_names_that_only_resemble_git_ones_are_accepted(hub, git, tmp_path):
+    target = PushTarget.create(hub, git, tmp_path)
+    scratch = target.plumbing(git, tmp_path)
+    names = [".gitignore", ".git-blame-ignore-revs", "git~2", ".git~1", "git", ".gi\u00e9t"]
+    names += ["gitmod~5", "gi7eba~0", "gi7eb~1", ".gitmodules.bak", "~readme", "\u200cnotes"]
+    blob = scratch.blob(b"fine\n")
+    tree = scratch.tree([("100644", blob, name) for name in names])
+    commit = scratch.commit(tree, (target.main,))
+
+    answer = target.push(
+        [(target.main, commit, "refs/heads/main")], scratch.pack([commit, tree, blob])
+    )
+
+    assert report_status(answer.body) == {"unpack": "ok", "refs/heads/main": "ok"}
+    clone = tmp_path / "clone"
+    git.run("clone", "-q", target.url, str(clone), token=target.token)
+    assert sorted(path.name for path in clone.iterdir() if path.name != ".git") == sorted(names)

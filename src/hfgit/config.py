@@ -31,6 +31,10 @@ class Settings:
     max_pack_bytes: int = 2048 * MiB
     #: Largest file a push may carry outside Git LFS, as on the Hub.
     max_blob_bytes: int = 10 * MiB
+    #: Largest object a pack may inflate to (a blob stored whole or a delta's result);
+    #: checked from the pack's headers before inflating, so a "zlib bomb" costs nothing.
+    #: Blobs between ``max_blob_bytes`` and this still get the Git LFS message.
+    max_object_bytes: int = 100 * MiB
     #: Most ref updates (branches, tags) one push may make.
     max_ref_updates: int = 1000
     #: Most ``want`` and ``have`` lines one fetch request may send.
@@ -93,6 +97,7 @@ class Settings:
             ),
             max_pack_bytes=_env_int("HFGIT_MAX_PACK_BYTES", cls.max_pack_bytes),
             max_blob_bytes=_env_int("HFGIT_MAX_BLOB_BYTES", cls.max_blob_bytes),
+            max_object_bytes=_env_int("HFGIT_MAX_OBJECT_BYTES", cls.max_object_bytes),
             max_ref_updates=_env_int("HFGIT_MAX_REF_UPDATES", cls.max_ref_updates),
             max_want_lines=_env_int("HFGIT_MAX_WANT_LINES", cls.max_want_lines),
             max_have_lines=_env_int("HFGIT_MAX_HAVE_LINES", cls.max_have_lines),

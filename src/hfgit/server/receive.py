@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -32,6 +33,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from io import BytesIO
 
 from dulwich.config import ConfigFile
 from dulwich.errors import (
@@ -55,6 +57,9 @@ from dulwich.objects import (
     sha_to_hex,
 )
 from dulwich.pack import (
+    DELTA_TYPES,
+    OFS_DELTA,
+    REF_DELTA,
     Pack,
     PackData,
     PackIndexer,
@@ -63,6 +68,7 @@ from dulwich.pack import (
     UnresolvedDeltas,
     extend_pack,
     iter_sha1,
+    read_pack_header,
     write_pack_index,
 )
 from dulwich.protocol import CAPABILITY_ATOMIC, SIDE_BAND_CHANNEL_PROGRESS
@@ -89,6 +95,7 @@ _LFS_HINT = (
 class PushLimits:
     max_pack_bytes: int
     max_blob_bytes: int
+    max_object_bytes: int
     max_ref_updates: int
     stale_lock_seconds: int
 
@@ -97,6 +104,7 @@ class PushLimits:
         return cls(
             max_pack_bytes=settings.max_pack_bytes,
             max_blob_bytes=settings.max_blob_bytes,
+            max_object_bytes=settings.max_object_bytes,
             max_ref_updates=settings.max_ref_updates,
             stale_lock_seconds=settings.stale_lock_seconds,
         )
@@ -104,6 +112,10 @@ class PushLimits:
 
 class PackRejected(Exception):
     """The pack as a whole cannot be accepted; the message goes to ``unpack``."""
+
+
+class ObjectTooLarge(PackRejected):
+    """An object of the pack declares an inflated size over ``max_object_bytes``."""
 
 
 # --- quarantine ---------------------------------------------------------------------
@@ -122,7 +134,13 @@ class Quarantine:
         self.pack: Pack | None = None
 
     def receive(
-        self, read: Callable[[int], bytes], recv, max_bytes: int, checker: PackChecker
+        self,
+        read: Callable[[int], bytes],
+        recv,
+        checker: PackChecker,
+        *,
+        max_bytes: int,
+        max_object_bytes: int,
     ) -> Pack:
         """Copy the pack from the wire, then index *and* check it in one pass.
 
@@ -132,6 +150,10 @@ class Quarantine:
         every commit, tree and tag, and blobs always parse. Each object is inflated
         once for its id and checked while it is at hand. Bases of a thin pack come from
         the repository and are appended, as git's ``index-pack --fix-thin`` does.
+
+        While copying, :class:`BoundedPackStreamCopier` refuses any object whose declared
+        inflated size is over ``max_object_bytes`` before inflating it, so the indexing
+        pass only ever inflates objects of a bounded size.
         """
         store = self.repo.object_store
         object_format = store.object_format
@@ -141,7 +163,14 @@ class Quarantine:
             indexer = CheckingIndexer(
                 f, object_format.hash_func, resolve_ext_ref=store.get_raw, checker=checker
             )
-            copier = PackStreamCopier(object_format.hash_func, read, recv, f, delta_iter=indexer)
+            copier = BoundedPackStreamCopier(
+                object_format.hash_func,
+                read,
+                recv,
+                f,
+                delta_iter=indexer,
+                max_object_bytes=max_object_bytes,
+            )
             copier.verify()
             f.flush()
             with PackData(path, file=f, object_format=object_format) as data:
@@ -203,6 +232,147 @@ def _bounded(read: Callable[[int], bytes], recv, max_bytes: int):
     return counted(read), (counted(recv) if recv is not None else None)
 
 
+#: Most bytes one step of inflating the wire stream produces: the copy keeps none of it.
+_INFLATE_STEP = 1 * MiB
+_READ_SIZE = 64 * 1024
+#: A delta starts with its base and target sizes, two varints of at most 10 bytes each.
+_DELTA_HEAD = 20
+_OBJECT_TYPES = {Commit.type_num, Tree.type_num, Blob.type_num, Tag.type_num}
+
+
+class BoundedPackStreamCopier(PackStreamCopier):
+    """dulwich's ``PackStreamCopier`` that bounds each object's inflated size.
+
+    dulwich inflates every object whole into memory while copying, only to find where
+    its zlib stream ends, and trusts its declared size while doing so: one object of
+    zeros that compresses a thousandfold (a "zlib bomb") is bounded only by the pack
+    size. Here the object header's declared size (for a delta, also the target size at
+    the start of the delta) is checked against ``max_object_bytes`` before anything is
+    inflated; the stream is then inflated in steps of :data:`_INFLATE_STEP` and thrown
+    away, and one that inflates to more or fewer bytes than it declared is refused.
+    The indexing pass reads the very same bytes back, so it inflates nothing larger.
+    """
+
+    def __init__(self, *args, max_object_bytes: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_object_bytes = max_object_bytes
+
+    def read_objects(self, compute_crc32: bool = False) -> Iterator[UnpackedObject]:
+        _version, self._num_objects = read_pack_header(self.read)
+        for _ in range(self._num_objects):
+            yield self._read_object()
+        if self._buf_len() < self._hash_size:
+            self.read(self._hash_size)  # the rest of the trailer, as dulwich does
+        pack_sha = bytes(self._trailer)
+        if pack_sha != self.sha.digest():
+            raise ChecksumMismatch(sha_to_hex(pack_sha), self.sha.hexdigest())
+
+    def _read_object(self) -> UnpackedObject:
+        """Read one object's header and zlib stream; what the indexer needs to record it."""
+        offset = self.offset
+        raw = self._varint_bytes(offset)
+        type_num = (raw[0] >> 4) & 0x07
+        size = raw[0] & 0x0F
+        for index, byte in enumerate(raw[1:]):
+            size += (byte & 0x7F) << (index * 7 + 4)
+        delta_base: int | bytes | None = None
+        if type_num == OFS_DELTA:
+            raw = self._varint_bytes(offset)
+            delta_base = raw[0] & 0x7F
+            for byte in raw[1:]:
+                delta_base = ((delta_base + 1) << 7) + (byte & 0x7F)
+            if not 0 < delta_base <= offset - 12:  # a base before this, after the header
+                raise PackRejected(f"bad object at offset {offset}: bad delta base offset")
+        elif type_num == REF_DELTA:
+            delta_base = self.read(self._hash_size)
+        elif type_num not in _OBJECT_TYPES:
+            raise PackRejected(f"bad object at offset {offset}: unknown type {type_num}")
+        self._check_size(size, offset)
+        head = self._inflate(size, offset, keep=_DELTA_HEAD if type_num in DELTA_TYPES else 0)
+        if type_num in DELTA_TYPES:
+            self._check_size(_delta_target_size(head, offset), offset)
+        unpacked = UnpackedObject(
+            type_num, delta_base=delta_base, decomp_len=size, hash_func=self.hash_func
+        )
+        unpacked.offset = offset
+        return unpacked
+
+    def _varint_bytes(self, offset: int) -> list[int]:
+        """The bytes of one header varint (dulwich's ``take_msb_bytes``, bounded)."""
+        raw: list[int] = []
+        while not raw or raw[-1] & 0x80:
+            byte = self.read(1)
+            if not byte:
+                raise EOFError("pack ends inside an object header")
+            if len(raw) == 16:
+                raise PackRejected(f"bad object at offset {offset}: bad header")
+            raw.append(byte[0])
+        return raw
+
+    def _check_size(self, size: int, offset: int) -> None:
+        limit = self.max_object_bytes
+        if size > limit:
+            raise ObjectTooLarge(
+                f"object at offset {offset} inflates to {size / MiB:.0f} MiB, over the"
+                f" {limit / MiB:g} MiB limit for one object (max_object_bytes);"
+                " store large files with Git LFS"
+            )
+
+    def _inflate(self, size: int, offset: int, keep: int) -> bytes:
+        """Inflate one zlib stream of ``size`` bytes; return its first ``keep`` bytes.
+
+        The data left over past the stream's end goes back into the read buffer, as
+        dulwich's ``read_objects`` does with ``unpack_object``'s leftovers.
+        """
+        inflater = zlib.decompressobj()
+        total = 0
+        head = b""
+        pending = b""
+        while not inflater.eof:
+            if not pending:
+                pending = self.recv(_READ_SIZE)
+                if not pending:
+                    raise zlib.error("EOF before end of zlib stream")
+            out = inflater.decompress(pending, _INFLATE_STEP)
+            pending = inflater.unconsumed_tail
+            total += len(out)
+            if total > size:
+                raise PackRejected(
+                    f"bad object at offset {offset}: inflates to more than its declared"
+                    f" {size} bytes"
+                )
+            if len(head) < keep:
+                head += out[: keep - len(head)]
+        if total != size:
+            raise PackRejected(
+                f"bad object at offset {offset}: inflates to {total} bytes, not its declared {size}"
+            )
+        buffer = BytesIO()
+        buffer.write(inflater.unused_data)
+        buffer.write(self._rbuf.read())
+        buffer.seek(0)
+        self._rbuf = buffer
+        return head
+
+
+def _delta_target_size(head: bytes, offset: int) -> int:
+    """The target size a delta declares: its second varint, after the base size."""
+    position = 0
+    value = 0
+    for _ in range(2):
+        value = shift = 0
+        while True:
+            if position >= len(head):
+                raise PackRejected(f"bad object at offset {offset}: bad delta header")
+            byte = head[position]
+            position += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+    return value
+
+
 # --- object checks ------------------------------------------------------------------
 
 
@@ -210,14 +380,63 @@ _DIR_MODE = 0o040000
 _VALID_MODES = {_DIR_MODE, 0o100644, 0o100755, 0o120000, S_IFGITLINK, 0o100664}
 
 
+#: Code points HFS+ ignores when it compares names (git's ``next_hfs_char``).
+_HFS_IGNORED = dict.fromkeys(
+    [*range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF]
+)
+
+
+def _hfs_name(name: bytes) -> str:
+    """The name as HFS+ compares it: ignorable code points dropped.
+
+    Like git, a malformed UTF-8 sequence ends the name, so ``.git`` followed by one
+    still counts as ``.git``.
+    """
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError as error:
+        text = name[: error.start].decode("utf-8")
+    return text.translate(_HFS_IGNORED)
+
+
+def _ntfs_short_names(word: bytes, prefix: bytes) -> bytes:
+    """NTFS 8.3 names a file ``.<word>`` may get: ``gitmod~1``..``~4``, or the hashed
+    fall-back (``prefix`` cut to 0-6 characters, ``~``, digits: 8 characters)."""
+    hashed = (re.escape(prefix[:k]) + b"~[1-9][0-9]{%d}" % (6 - k) for k in range(7))
+    return b"|".join([re.escape(word[:6]) + b"~[1-4]", *hashed])
+
+
+# NTFS ignores trailing spaces and periods, and ``:`` starts an alternate data stream
+# (``.git::$INDEX_ALLOCATION`` is the directory ``.git``); git's ``is_ntfs_dotgit`` and
+# ``is_ntfs_dotgitmodules``. ASCII case-insensitive, as NTFS and git compare these.
+_NTFS_DOTGIT = re.compile(rb"(?:\.git|git~1)[ .]*(?:[:\\].*)?", re.IGNORECASE | re.DOTALL)
+_NTFS_DOTGITMODULES = re.compile(
+    rb"(?:\.gitmodules|" + _ntfs_short_names(b"gitmodules", b"gi7eba") + rb")[ .]*(?::.*)?",
+    re.IGNORECASE | re.DOTALL,
+)
+#: First bytes of every name the checks below can match (a name starting otherwise is
+#: skipped cheaply): ``.``, ``g``/``G``, ``~`` and the UTF-8 lead bytes of the HFS+
+#: ignorable code points.
+_SUSPECT_FIRST = frozenset(b".gG~\xe2\xef")
+
+
 def _is_dotgit(name: bytes) -> bool:
-    """``.git`` as any filesystem might read it: case-folded, NTFS 8.3, trailing dots."""
-    folded = name.lower().rstrip(b". ")
-    return folded in (b".git", b"git~1")
+    """``.git`` as any filesystem might read it (git's ``is_hfs_dotgit``/``is_ntfs_dotgit``)."""
+    hfs = _hfs_name(name)
+    return (hfs.isascii() and hfs.lower() == ".git") or bool(_NTFS_DOTGIT.fullmatch(name))
 
 
 def _is_gitmodules(name: bytes) -> bool:
-    return name.lower().rstrip(b". ") in (b".gitmodules", b"gitmod~1")
+    """``.gitmodules`` as any filesystem might read it, 8.3 short names included."""
+    hfs = _hfs_name(name)
+    return (hfs.isascii() and hfs.lower() == ".gitmodules") or bool(
+        _NTFS_DOTGITMODULES.fullmatch(name)
+    )
+
+
+def _show(name: bytes) -> str:
+    """A tree entry name for a message: quoted, ASCII, invisible characters escaped."""
+    return ascii(name.decode("utf-8", "backslashreplace"))
 
 
 @dataclass
@@ -230,12 +449,13 @@ class PackGraph:
     big_blobs: set[bytes] = field(default_factory=set)
 
 
-def check_tree(sha: bytes, raw: bytes, oid_length: int, gitmodules: set[bytes]):
+def check_tree(sha: bytes, raw: bytes, oid_length: int, gitmodules: dict[bytes, bytes]):
     """Check a tree like ``git fsck`` and return its ``(child, name)`` links.
 
     One strict parse does the work of dulwich's ``Tree.check`` (which parses the tree
-    twice more) plus the checks git adds: ``.git`` in any spelling, ``.gitmodules``
-    that is a symlink. Names of ``.gitmodules`` blobs are collected in ``gitmodules``.
+    twice more) plus the checks git adds: ``.git`` in any spelling (HFS+, NTFS),
+    ``.gitmodules`` (in any spelling) that is a symlink. ``.gitmodules`` blobs are
+    collected in ``gitmodules``, with the entry name that makes them one.
     """
     what = f"tree {sha.decode()}"
     try:
@@ -249,14 +469,18 @@ def check_tree(sha: bytes, raw: bytes, oid_length: int, gitmodules: set[bytes]):
         if mode not in _VALID_MODES:
             raise ObjectFormatException(f"{what}: invalid mode {mode:06o}")
         if not name or name in (b".", b"..") or b"/" in name:
-            raise ObjectFormatException(f"{what}: invalid entry name {name!r}")
-        if name[:1] in b".gG":  # the only first letters of .git, git~1, .gitmodules, gitmod~1
+            raise ObjectFormatException(f"{what}: invalid entry name {_show(name)}")
+        if name[0] in _SUSPECT_FIRST:
             if _is_dotgit(name):
-                raise ObjectFormatException(f"{what}: entry named {name!r}")
+                raise ObjectFormatException(
+                    f"{what}: entry {_show(name)} is .git on some filesystem"
+                )
             if _is_gitmodules(name):
                 if mode == stat.S_IFLNK:
-                    raise ObjectFormatException(f"{what}: .gitmodules is a symlink")
-                gitmodules.add(child)
+                    raise ObjectFormatException(
+                        f"{what}: entry {_show(name)} is a .gitmodules that is a symlink"
+                    )
+                gitmodules.setdefault(child, name)
         names.append(name)
         keys.append(name + b"/" if mode == _DIR_MODE else name)
         if mode != S_IFGITLINK:  # a submodule's commit lives in another repository
@@ -268,18 +492,22 @@ def check_tree(sha: bytes, raw: bytes, oid_length: int, gitmodules: set[bytes]):
     return children
 
 
-def check_gitmodules(sha: bytes, data: bytes) -> None:
-    """Refuse option-like submodule URLs and paths (CVE-2018-17456 and friends)."""
+def check_gitmodules(sha: bytes, data: bytes, name: bytes = b".gitmodules") -> None:
+    """Refuse option-like submodule URLs and paths (CVE-2018-17456 and friends).
+
+    ``name`` is the tree entry that makes the blob a ``.gitmodules``, for the message.
+    """
+    what = f".gitmodules blob {sha.decode()} (entry {_show(name)})"
     try:
         config = ConfigFile.from_file(_BytesReader(data))
     except Exception:
-        raise ObjectFormatException(f"blob {sha.decode()}: unparsable .gitmodules") from None
+        raise ObjectFormatException(f"{what}: unparsable") from None
     for section in config.sections():
         if not section or section[0] != b"submodule":
             continue
-        name = section[1] if len(section) > 1 else b""
-        if b".." in name.replace(b"\\", b"/").split(b"/"):
-            raise ObjectFormatException(f".gitmodules: invalid submodule name {name!r}")
+        submodule = section[1] if len(section) > 1 else b""
+        if b".." in submodule.replace(b"\\", b"/").split(b"/"):
+            raise ObjectFormatException(f"{what}: invalid submodule name {_show(submodule)}")
         for key in (b"url", b"path"):
             try:
                 value = config.get(section, key)
@@ -287,7 +515,7 @@ def check_gitmodules(sha: bytes, data: bytes) -> None:
                 continue
             if value.lstrip().startswith(b"-") or b"\n" in value:
                 raise ObjectFormatException(
-                    f".gitmodules: submodule {name!r} has an option-like {key.decode()}"
+                    f"{what}: submodule {_show(submodule)} has an option-like {key.decode()}"
                 )
 
 
@@ -315,7 +543,8 @@ class PackChecker:
         self.object_format = object_format
         self.max_blob_bytes = max_blob_bytes
         self.graph = PackGraph()
-        self.gitmodules: set[bytes] = set()
+        #: ``.gitmodules`` blob -> the tree entry name that makes it one.
+        self.gitmodules: dict[bytes, bytes] = {}
 
     def add(self, sha: bytes, type_num: int, chunks: list[bytes]) -> None:
         """Check one object; raise :class:`PackRejected` if it is malformed."""
@@ -348,10 +577,10 @@ class PackChecker:
         ``.gitmodules`` already in the repository got there through this check.
         """
         graph = self.graph
-        for sha in self.gitmodules:
+        for sha, name in self.gitmodules.items():
             if graph.kinds.get(sha) == Blob.type_num and sha not in graph.big_blobs:
                 try:
-                    check_gitmodules(sha, get_raw(sha)[1])
+                    check_gitmodules(sha, get_raw(sha)[1], name)
                 except ObjectFormatException as error:
                     raise PackRejected(f"bad object: {error}") from None
         return graph
@@ -509,8 +738,9 @@ class HardenedReceivePackHandler(ReceivePackHandler):
                     pack = quarantine.receive(
                         self.proto.read,
                         getattr(self.proto, "recv", None),
-                        self.limits.max_pack_bytes,
                         checker,
+                        max_bytes=self.limits.max_pack_bytes,
+                        max_object_bytes=self.limits.max_object_bytes,
                     )
                     graph = checker.finish(pack.get_raw)
                 except BodyError:
