@@ -100,7 +100,26 @@ BAD_RECEIVE_BODIES = {
         + FLUSH
         + b"this is not a pack at all"
     ),
+    # One object each, cut or bent where git would never cut or bend it.
+    "pack ends inside an object header": lambda t: _one_object_push(t, b"\x95\x80"),
+    "endless object header": lambda t: _one_object_push(t, b"\xb5" + b"\xff" * 64 + b"\x01"),
+    "unknown object type": lambda t: _one_object_push(t, b"\x51" + zlib.compress(b"x")),
+    "delta base before the pack": lambda t: _one_object_push(
+        t, b"\x61\x7f" + zlib.compress(b"\x01\x01\x01x")
+    ),
+    "stream shorter than declared": lambda t: _one_object_push(
+        t, b"\x3f" + zlib.compress(b"short")
+    ),
 }
+
+
+def _one_object_push(target, entry: bytes) -> bytes:
+    """A push whose pack holds ``entry`` as its one object, with a correct trailer."""
+    import hashlib
+
+    pack = b"PACK\x00\x00\x00\x02\x00\x00\x00\x01" + entry
+    pack += hashlib.sha1(pack, usedforsecurity=False).digest()
+    return pkt(f"{target.main} {'1' * 40} refs/heads/main\0report-status\n") + FLUSH + pack
 
 
 @pytest.mark.parametrize("name", sorted(BAD_RECEIVE_BODIES))

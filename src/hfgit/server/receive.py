@@ -7,13 +7,17 @@ result of its compare-and-swap and reports ``ok`` anyway. Here a push goes throu
 1. **Quarantine.** The pack is received into ``objects/incoming-*``, a directory that
    nothing in the repository refers to (git does the same with ``tmp_objdir``). A
    truncated or refused push is deleted with that directory.
-2. **Checks, in the same pass.** The pack is indexed as dulwich's ``add_thin_pack``
+2. **Declared sizes, while copying.** Each object's inflated size, as its header (and
+   a delta's own header) declares it, is checked against ``max_object_bytes`` before
+   it is inflated; a stream that inflates past what it declared is cut off there.
+3. **Checks, in the same pass.** The pack is indexed as dulwich's ``add_thin_pack``
    does, but every object, as it is inflated for its id, is also checked like
    ``git fsck`` would (commits, trees and tags parsed in full, blobs by size; the few
-   ``.gitmodules`` blobs read back at the end), so no object is inflated twice. Then
+   ``.gitmodules`` blobs read back at the end), so no object is inflated again for the
+   checks (the copy before inflates each stream only to find its end, keeping none). Then
    every new tip must be connected: each object it reaches is in the pack or already
    in the repository. Blobs over the size limit are refused with a pointer to Git LFS.
-3. **Under the repository lock** (``flock`` on the repository directory, shared by every
+4. **Under the repository lock** (``flock`` on the repository directory, shared by every
    worker process and thread): the refs are compared with the old values the client
    saw, the pack is moved in, and the refs are swapped. ``atomic`` pushes update all
    refs or none.
