@@ -50,8 +50,8 @@ from dulwich.server import ReceivePackHandler, UploadPackHandler
 from hfgit.accounts import Accounts
 from hfgit.config import MiB, Settings
 from hfgit.names import RepoId
-from hfgit.serve import ServeOptions, _Gunicorn
-from hfgit.server.git import GitService, _OneRepoBackend
+from hfgit.serve import GunicornServer, ServeOptions
+from hfgit.server.git import GitService, OneRepoBackend
 from hfgit.server.receive import HardenedReceivePackHandler, PushLimits
 from hfgit.server.upload import FetchLimits, HardenedUploadPackHandler
 
@@ -119,7 +119,7 @@ def run_handler(handler, repo: Repo, body: bytes, **kw) -> tuple[float, bytes]:
     out = BytesIO()
     proto = ReceivableProtocol(BytesIO(body).read, out.write)
     start = time.perf_counter()
-    handler(_OneRepoBackend(repo), ["/"], proto, stateless_rpc=True, **kw).handle()
+    handler(OneRepoBackend(repo), ["/"], proto, stateless_rpc=True, **kw).handle()
     return time.perf_counter() - start, out.getvalue()
 
 
@@ -190,7 +190,7 @@ class _PlainGitService(GitService):
     """hfgit's git endpoints with dulwich's plain handlers: the issue's starting point."""
 
     def _handler(self, service, repo, proto, caller, record, **kw):
-        backend = _OneRepoBackend(repo)
+        backend = OneRepoBackend(repo)
         if service == "git-upload-pack":
             return UploadPackHandler(backend, ["/"], proto, stateless_rpc=True, **kw)
         return _PlainReceivePackHandler(
@@ -204,7 +204,7 @@ class _PlainGitService(GitService):
         )
 
 
-class _PlainServer(_Gunicorn):
+class _PlainServer(GunicornServer):
     """``hfgit serve``'s gunicorn with the app's git service swapped for the plain one."""
 
     def load(self):

@@ -35,7 +35,9 @@ class ServeOptions:
     access_log: bool = True
 
 
-class _Gunicorn(BaseApplication):
+class GunicornServer(BaseApplication):
+    """gunicorn, configured from :class:`ServeOptions`, serving hfgit's application."""
+
     def __init__(self, settings: Settings, options: ServeOptions) -> None:
         self.settings = settings
         self.options = options
@@ -99,4 +101,4 @@ def serve(settings: Settings, options: ServeOptions) -> None:
             f"Then: git clone {url}/alice/my-model  (username: alice, password: the token)",
             file=sys.stderr,
         )
-    _Gunicorn(settings, options).run()
+    GunicornServer(settings, options).run()

@@ -39,7 +39,7 @@ SERVICES: dict[str, Action] = {
 NOT_SERVED = "Not found. hfgit serves git over the smart HTTP protocol only."
 
 
-class _OneRepoBackend(Backend):
+class OneRepoBackend(Backend):
     """Hands dulwich exactly the repository the gate resolved, whatever path it asks for."""
 
     def __init__(self, repo: Repo) -> None:
@@ -110,7 +110,7 @@ class GitService:
     def _handler(
         self, service: str, repo: Repo, proto, caller: Caller | None, record: RepoRecord, **kw
     ):
-        backend = _OneRepoBackend(repo)
+        backend = OneRepoBackend(repo)
         if service == "git-upload-pack":
             return HardenedUploadPackHandler(
                 backend,
