@@ -110,6 +110,22 @@ lfs_objects = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+#: Git LFS file locks: at most one per path in a repository, held by the user who made it.
+#: AUTOINCREMENT on SQLite so the id of a released lock is never handed to a new one (a
+#: late unlock request must not remove someone else's newer lock).
+lfs_locks = sa.Table(
+    "lfs_locks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("repo_id", sa.ForeignKey("repos.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("ref", sa.String(1024), nullable=True),
+    sa.Column("owner_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("repo_id", "path", name="uq_lfs_locks_path"),
+    sqlite_autoincrement=True,
+)
+
 #: Failed logins on the settings pages, shared by every worker for rate limiting.
 login_failures = sa.Table(
     "login_failures",

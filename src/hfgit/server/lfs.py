@@ -34,6 +34,17 @@ from ..lfs import (
     Storage,
     open_storage,
 )
+from ..lfs.locks import (
+    InvalidLockRequest,
+    LfsLocks,
+    Lock,
+    LockExists,
+    check_id,
+    check_limit,
+    check_path,
+    check_ref,
+    check_ref_name,
+)
 from ..names import RepoPath
 from ..policy import Action
 from . import responses
@@ -48,6 +59,8 @@ OID_RE = re.compile(r"[0-9a-f]{64}")
 BATCH_BODY_LIMIT = 4 * MiB
 PREFIX = "info/lfs/"
 INVALID_URL = "This transfer URL is not valid: request a new one."
+#: Lock requests carry a path and a ref: 64 KiB is plenty.
+LOCK_BODY_LIMIT = 64 * 1024
 TRANSFER_ACTIONS = {"download": Action.READ, "upload": Action.WRITE, "verify": Action.WRITE}
 
 
@@ -95,6 +108,7 @@ class LfsService:
         self.gate = gate
         self.storage = storage or open_storage(settings)
         self.objects = LfsObjects(accounts.store)
+        self.locks = LfsLocks(accounts.store)
         self._signer: Signer | None = None
 
     @property
@@ -124,6 +138,8 @@ class LfsService:
             if operation is None:
                 return lfs_error(405, "Method not allowed for this LFS URL.")
             return self._transfer(environ, target, operation, route[1], route[2])
+        if route[0] == "locks":
+            return self._locks(environ, target, method, route[1:])
         return lfs_error(404, "Not found. hfgit serves the LFS batch API with basic transfers.")
 
     # Batch API
@@ -339,3 +355,166 @@ class LfsService:
         elif self.objects.sizes(record.id, [oid]).get(oid) != size:
             return lfs_error(404, f"Object {oid} was not uploaded to this repository.")
         return _lfs_json({}, 200)
+
+    # File locking
+
+    def _locks(self, environ: dict, target: RepoPath, method: str, route: list[str]) -> Response:
+        if route == []:
+            if method == "GET":
+                return self._list_locks(environ, target)
+            if method == "POST":
+                return self._create_lock(environ, target)
+            return lfs_error(405, "Use GET to list locks and POST to create one.")
+        if route == ["verify"] or (len(route) == 2 and route[1] == "unlock"):
+            if method != "POST":
+                return lfs_error(405, "Use POST for this LFS locks URL.")
+            if route == ["verify"]:
+                return self._verify_locks(environ, target)
+            return self._unlock(environ, target, route[0])
+        return lfs_error(404, "Not found.")
+
+    def _access(self, environ: dict, target: RepoPath, action: Action) -> Access | Response:
+        """The caller's access for ``action``, or the refusal to answer with (as for batch)."""
+        try:
+            caller = self.gate.caller(environ)
+        except AuthError as error:
+            return lfs_error(401, responses.GIT_AUTH_MESSAGES[error.kind], challenge=True)
+        access = self.gate.check(caller, target.repo, action)
+        if not access.decision:
+            deny = access.decision
+            return lfs_error(deny.status, deny.message, challenge=deny.status == 401)
+        return access
+
+    def _list_locks(self, environ: dict, target: RepoPath) -> Response:
+        access = self._access(environ, target, Action.READ)
+        if isinstance(access, Response):
+            return access
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        # parse_qs drops empty values: git-lfs sends unset filters empty.
+        path, lock_id, cursor, limit, refspec = (
+            query.get(name, [None])[-1] for name in ("path", "id", "cursor", "limit", "refspec")
+        )
+        try:
+            path = check_path(path) if path is not None else None
+            lock_id = check_id(lock_id) if lock_id is not None else None
+            cursor = check_id(cursor, "cursor") if cursor is not None else None
+            limit = check_limit(limit)
+            if refspec is not None:
+                check_ref_name(refspec)
+        except InvalidLockRequest as error:
+            return lfs_error(422, str(error))
+        locks, after = self.locks.page(
+            access.repo.id, path=path, lock_id=lock_id, cursor=cursor, limit=limit
+        )
+        answer: dict = {"locks": [_lock_json(lock) for lock in locks]}
+        if after is not None:
+            answer["next_cursor"] = str(after)
+        return _lfs_json(answer)
+
+    def _create_lock(self, environ: dict, target: RepoPath) -> Response:
+        access = self._access(environ, target, Action.WRITE)
+        if isinstance(access, Response):
+            return access
+        try:
+            request = _read_json(environ)
+            path = check_path(request.get("path"))
+            ref = check_ref(request.get("ref"))
+        except BodyError as error:
+            return lfs_error(error.status, str(error))
+        except InvalidLockRequest as error:
+            return lfs_error(422, str(error))
+        try:
+            lock = self.locks.create(access.repo.id, path, ref, access.caller.user_id)
+        except LockExists as exists:
+            return _lfs_json({"lock": _lock_json(exists.lock), "message": str(exists)}, 409)
+        return _lfs_json({"lock": _lock_json(lock)}, 201)
+
+    def _verify_locks(self, environ: dict, target: RepoPath) -> Response:
+        access = self._access(environ, target, Action.WRITE)
+        if isinstance(access, Response):
+            return access
+        try:
+            request = _read_json(environ)
+            check_ref(request.get("ref"))
+            cursor = request.get("cursor")
+            cursor = check_id(cursor, "cursor") if cursor not in (None, "") else None
+            limit = check_limit(request.get("limit"))
+        except BodyError as error:
+            return lfs_error(error.status, str(error))
+        except InvalidLockRequest as error:
+            return lfs_error(422, str(error))
+        locks, after = self.locks.page(access.repo.id, cursor=cursor, limit=limit)
+        me = access.caller.user_id
+        answer: dict = {
+            "ours": [_lock_json(lock) for lock in locks if lock.owner_id == me],
+            "theirs": [_lock_json(lock) for lock in locks if lock.owner_id != me],
+        }
+        if after is not None:
+            answer["next_cursor"] = str(after)
+        return _lfs_json(answer)
+
+    def _unlock(self, environ: dict, target: RepoPath, id_text: str) -> Response:
+        access = self._access(environ, target, Action.WRITE)
+        if isinstance(access, Response):
+            return access
+        try:
+            request = _read_json(environ)
+            lock_id = check_id(id_text)
+            check_ref(request.get("ref"))
+            force = request.get("force", False)
+            if not isinstance(force, bool):
+                raise InvalidLockRequest('"force" must be true or false.')
+        except BodyError as error:
+            return lfs_error(error.status, str(error))
+        except InvalidLockRequest as error:
+            return lfs_error(422, str(error))
+        repo, caller = access.repo, access.caller
+        found = self.locks.find(repo.id, lock_id=lock_id, limit=1)
+        if not found:
+            return lfs_error(404, f"There is no lock {lock_id} in this repository.")
+        lock = found[0]
+        if lock.owner_id != caller.user_id:
+            if not force:
+                return lfs_error(
+                    403,
+                    f"{lock.path} is locked by {lock.owner}: only they can unlock it, or "
+                    "someone who manages the repository with --force.",
+                )
+            manage = self.gate.check(caller, target.repo, Action.MANAGE).decision
+            if not manage:
+                return lfs_error(
+                    403,
+                    f"{lock.path} is locked by {lock.owner}: unlocking another user's lock "
+                    f"needs the right to manage the repository. {manage.message}",
+                )
+        if self.locks.delete(repo.id, lock.id, owner_id=lock.owner_id) is None:
+            return lfs_error(404, f"There is no lock {lock_id} in this repository.")
+        if lock.owner_id != caller.user_id:
+            self.accounts.audit(
+                "lfs.unlock.force",
+                user_id=caller.user_id,
+                token_id=caller.token_id,
+                repo_id=repo.id,
+                detail={"path": lock.path, "owner": lock.owner},
+            )
+        return _lfs_json({"lock": _lock_json(lock)})
+
+
+def _lock_json(lock: Lock) -> dict:
+    return {
+        "id": str(lock.id),
+        "path": lock.path,
+        "locked_at": lock.locked_at,
+        "owner": {"name": lock.owner},
+    }
+
+
+def _read_json(environ: dict) -> dict:
+    """A small JSON object body; an empty body counts as ``{}``."""
+    try:
+        data = json.loads(_read_all(open_body(environ, LOCK_BODY_LIMIT)) or b"{}")
+    except ValueError:
+        raise BodyError(400, "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise BodyError(400, "The request body must be a JSON object.")
+    return data
