@@ -157,6 +157,7 @@ def test_unlocking_someone_elses_lock(hub: Hub, lfs: Git, tmp_path: Path):
     # Without --force nobody else may unlock it.
     result = lfs.run("lfs", "unlock", "model.safetensors", cwd=work, token=admin_token, check=False)
     assert result.returncode != 0
+    assert f"locked by {writer}" in result.stderr  # the server's refusal, shown by git-lfs
     assert stored_paths(hub, repo) == ["model.safetensors"]
 
     # With --force, whoever may manage the repository may.
