@@ -11,8 +11,9 @@ from dulwich.pack import OFS_DELTA, REF_DELTA, PackStreamReader
 from _wire import Plumbing, PushTarget, report_status, snapshot
 
 
-@pytest.mark.parametrize("name", [".git", ".GIT", "git~1", ".git.", "..", "."])
-def test_tree_with_a_forbidden_entry_name_is_refused(hub, git, tmp_path, name):
+def push_directory_named(hub, git, tmp_path, name: str) -> tuple[PushTarget, dict, dict]:
+    """Push a commit whose tree holds a directory ``name`` with a hostile git config in it;
+    returns the target, its snapshot before the push and the report-status."""
     target = PushTarget.create(hub, git, tmp_path)
     scratch = target.plumbing(git, tmp_path)
     blob = scratch.blob(b"[core]\n\thooksPath = /tmp\n")
@@ -20,12 +21,15 @@ def test_tree_with_a_forbidden_entry_name_is_refused(hub, git, tmp_path, name):
     tree = scratch.tree([("40000", inner, name)])
     commit = scratch.commit(tree, (target.main,))
     before = snapshot(target.path)
-
     answer = target.push(
         [(target.main, commit, "refs/heads/main")], scratch.pack([commit, tree, inner, blob])
     )
+    return target, before, report_status(answer.body)
 
-    status = report_status(answer.body)
+
+@pytest.mark.parametrize("name", [".git", ".GIT", "git~1", ".git.", "..", "."])
+def test_tree_with_a_forbidden_entry_name_is_refused(hub, git, tmp_path, name):
+    target, before, status = push_directory_named(hub, git, tmp_path, name)
     assert status["unpack"].startswith("bad object")
     reason = "invalid entry name" if name in (".", "..") else "is .git"
     assert f"{name!a} {reason}" in status["unpack"] or (f"{reason} {name!a}" in status["unpack"])
@@ -284,19 +288,7 @@ GITMODULES_SPELLINGS = [
 
 @pytest.mark.parametrize("name", DOTGIT_SPELLINGS, ids=ascii)
 def test_dotgit_in_other_filesystems_spellings_is_refused(hub, git, tmp_path, name):
-    target = PushTarget.create(hub, git, tmp_path)
-    scratch = target.plumbing(git, tmp_path)
-    blob = scratch.blob(b"[core]\n\thooksPath = /tmp\n")
-    inner = scratch.tree([("100644", blob, "config")])
-    tree = scratch.tree([("40000", inner, name)])
-    commit = scratch.commit(tree, (target.main,))
-    before = snapshot(target.path)
-
-    answer = target.push(
-        [(target.main, commit, "refs/heads/main")], scratch.pack([commit, tree, inner, blob])
-    )
-
-    status = report_status(answer.body)
+    target, before, status = push_directory_named(hub, git, tmp_path, name)
     assert status["unpack"].startswith("bad object")
     assert f"entry {name!a} is .git" in status["unpack"]
     assert status["refs/heads/main"] == "ng unpacker error"
