@@ -119,7 +119,14 @@ class LfsService:
         return self._signer
 
     def __call__(self, environ: dict, start_response, target: RepoPath) -> Iterable[bytes]:
-        response = self._dispatch(environ, target)
+        try:
+            response = self._dispatch(environ, target)
+        except Refused as refused:
+            response = refused.response
+        except BodyError as error:
+            response = lfs_error(error.status, str(error))
+        except InvalidLockRequest as error:
+            response = lfs_error(422, str(error))
         return response(environ, start_response)
 
     def _dispatch(self, environ: dict, target: RepoPath) -> Response:
@@ -145,21 +152,12 @@ class LfsService:
     # Batch API
 
     def _batch(self, environ: dict, target: RepoPath) -> Response:
-        try:
-            caller = self.gate.caller(environ)
-        except AuthError as error:
-            return lfs_error(401, responses.GIT_AUTH_MESSAGES[error.kind], challenge=True)
-        try:
-            request = self._read_batch(environ)
-        except BodyError as error:
-            return lfs_error(error.status, str(error))
+        caller = self._authenticate(environ)
+        request = self._read_batch(environ)
         operation = request["operation"]
-        action = Action.WRITE if operation == "upload" else Action.READ
-        access = self.gate.check(caller, target.repo, action)
-        if not access.decision:
-            deny = access.decision
-            return lfs_error(deny.status, deny.message, challenge=deny.status == 401)
-        assert access.repo is not None
+        access = self._decide(
+            caller, target, Action.WRITE if operation == "upload" else Action.READ
+        )
         objects = request["objects"]
         valid = [o for o in objects if self._object_problem(o) is None]
         held = self.objects.sizes(access.repo.id, (o["oid"] for o in valid))
@@ -373,36 +371,39 @@ class LfsService:
             return self._unlock(environ, target, route[0])
         return lfs_error(404, "Not found.")
 
-    def _access(self, environ: dict, target: RepoPath, action: Action) -> Access | Response:
-        """The caller's access for ``action``, or the refusal to answer with (as for batch)."""
+    def _authenticate(self, environ: dict) -> Caller | None:
+        """The request's caller; raises :class:`Refused` with git's 401 for bad credentials."""
         try:
-            caller = self.gate.caller(environ)
+            return self.gate.caller(environ)
         except AuthError as error:
-            return lfs_error(401, responses.GIT_AUTH_MESSAGES[error.kind], challenge=True)
+            raise Refused(
+                lfs_error(401, responses.GIT_AUTH_MESSAGES[error.kind], challenge=True)
+            ) from None
+
+    def _decide(self, caller: Caller | None, target: RepoPath, action: Action) -> Access:
+        """Access for ``action``; raises :class:`Refused` with git's answer when denied."""
         access = self.gate.check(caller, target.repo, action)
         if not access.decision:
             deny = access.decision
-            return lfs_error(deny.status, deny.message, challenge=deny.status == 401)
+            raise Refused(lfs_error(deny.status, deny.message, challenge=deny.status == 401))
         return access
+
+    def _access(self, environ: dict, target: RepoPath, action: Action) -> Access:
+        return self._decide(self._authenticate(environ), target, action)
 
     def _list_locks(self, environ: dict, target: RepoPath) -> Response:
         access = self._access(environ, target, Action.READ)
-        if isinstance(access, Response):
-            return access
         query = parse_qs(environ.get("QUERY_STRING", ""))
         # parse_qs drops empty values: git-lfs sends unset filters empty.
         path, lock_id, cursor, limit, refspec = (
             query.get(name, [None])[-1] for name in ("path", "id", "cursor", "limit", "refspec")
         )
-        try:
-            path = check_path(path) if path is not None else None
-            lock_id = check_id(lock_id) if lock_id is not None else None
-            cursor = check_id(cursor, "cursor") if cursor is not None else None
-            limit = check_limit(limit)
-            if refspec is not None:
-                check_ref_name(refspec)
-        except InvalidLockRequest as error:
-            return lfs_error(422, str(error))
+        path = check_path(path) if path is not None else None
+        lock_id = check_id(lock_id) if lock_id is not None else None
+        cursor = check_id(cursor, "cursor") if cursor is not None else None
+        limit = check_limit(limit)
+        if refspec is not None:
+            check_ref_name(refspec)
         locks, after = self.locks.page(
             access.repo.id, path=path, lock_id=lock_id, cursor=cursor, limit=limit
         )
@@ -413,16 +414,9 @@ class LfsService:
 
     def _create_lock(self, environ: dict, target: RepoPath) -> Response:
         access = self._access(environ, target, Action.WRITE)
-        if isinstance(access, Response):
-            return access
-        try:
-            request = _read_json(environ)
-            path = check_path(request.get("path"))
-            ref = check_ref(request.get("ref"))
-        except BodyError as error:
-            return lfs_error(error.status, str(error))
-        except InvalidLockRequest as error:
-            return lfs_error(422, str(error))
+        request = _read_json(environ)
+        path = check_path(request.get("path"))
+        ref = check_ref(request.get("ref"))
         try:
             lock = self.locks.create(access.repo.id, path, ref, access.caller.user_id)
         except LockExists as exists:
@@ -431,18 +425,11 @@ class LfsService:
 
     def _verify_locks(self, environ: dict, target: RepoPath) -> Response:
         access = self._access(environ, target, Action.WRITE)
-        if isinstance(access, Response):
-            return access
-        try:
-            request = _read_json(environ)
-            check_ref(request.get("ref"))
-            cursor = request.get("cursor")
-            cursor = check_id(cursor, "cursor") if cursor not in (None, "") else None
-            limit = check_limit(request.get("limit"))
-        except BodyError as error:
-            return lfs_error(error.status, str(error))
-        except InvalidLockRequest as error:
-            return lfs_error(422, str(error))
+        request = _read_json(environ)
+        check_ref(request.get("ref"))
+        cursor = request.get("cursor")
+        cursor = check_id(cursor, "cursor") if cursor not in (None, "") else None
+        limit = check_limit(request.get("limit"))
         locks, after = self.locks.page(access.repo.id, cursor=cursor, limit=limit)
         me = access.caller.user_id
         answer: dict = {
@@ -455,19 +442,12 @@ class LfsService:
 
     def _unlock(self, environ: dict, target: RepoPath, id_text: str) -> Response:
         access = self._access(environ, target, Action.WRITE)
-        if isinstance(access, Response):
-            return access
-        try:
-            request = _read_json(environ)
-            lock_id = check_id(id_text)
-            check_ref(request.get("ref"))
-            force = request.get("force", False)
-            if not isinstance(force, bool):
-                raise InvalidLockRequest('"force" must be true or false.')
-        except BodyError as error:
-            return lfs_error(error.status, str(error))
-        except InvalidLockRequest as error:
-            return lfs_error(422, str(error))
+        request = _read_json(environ)
+        lock_id = check_id(id_text)
+        check_ref(request.get("ref"))
+        force = request.get("force", False)
+        if not isinstance(force, bool):
+            raise InvalidLockRequest('"force" must be true or false.')
         repo, caller = access.repo, access.caller
         found = self.locks.find(repo.id, lock_id=lock_id, limit=1)
         if not found:
@@ -498,6 +478,14 @@ class LfsService:
                 detail={"path": lock.path, "owner": lock.owner},
             )
         return _lfs_json({"lock": _lock_json(lock)})
+
+
+class Refused(Exception):
+    """An answer that ends the request early (bad credentials, a policy refusal)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
 def _lock_json(lock: Lock) -> dict:
