@@ -198,7 +198,7 @@ class _PlainGitService(GitService):
             ["/"],
             proto,
             stateless_rpc=True,
-            limits=PushLimits.from_settings(self.settings),
+            limits=self.push_limits,
             on_push=lambda refs: self._audit_push(caller, record, refs),
             **kw,
         )

@@ -67,6 +67,8 @@ class GitService:
         self.settings = settings
         self.accounts = accounts
         self.gate = gate
+        self.fetch_limits = FetchLimits.from_settings(settings)
+        self.push_limits = PushLimits.from_settings(settings)
 
     def __call__(self, environ: dict, start_response, target: RepoPath) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -104,7 +106,9 @@ class GitService:
             )
         with repo:
             if target.rest == "info/refs":
-                return self._advertise(environ, start_response, repo, service)
+                return self._advertise(
+                    environ, start_response, repo, service, access.caller, access.repo
+                )
             return self._serve(environ, start_response, repo, service, access.caller, access.repo)
 
     def _handler(
@@ -117,7 +121,7 @@ class GitService:
                 ["/"],
                 proto,
                 stateless_rpc=True,
-                limits=FetchLimits.from_settings(self.settings),
+                limits=self.fetch_limits,
                 **kw,
             )
         return AuditedReceivePackHandler(
@@ -125,19 +129,25 @@ class GitService:
             ["/"],
             proto,
             stateless_rpc=True,
-            limits=PushLimits.from_settings(self.settings),
+            limits=self.push_limits,
             on_push=lambda refs: self._audit_push(caller, record, refs),
             **kw,
         )
 
     def _advertise(
-        self, environ: dict, start_response, repo: Repo, service: str
+        self,
+        environ: dict,
+        start_response,
+        repo: Repo,
+        service: str,
+        caller: Caller | None,
+        record: RepoRecord,
     ) -> Iterable[bytes]:
         out = BytesIO()
         proto = ReceivableProtocol(BytesIO().read, out.write)
         proto.write_pkt_line(b"# service=" + service.encode("ascii") + b"\n")
         proto.write_pkt_line(None)
-        self._handler(service, repo, proto, None, None, advertise_refs=True).handle()  # type: ignore[arg-type]
+        self._handler(service, repo, proto, caller, record, advertise_refs=True).handle()
         response = Response(out.getvalue(), mimetype=f"application/x-{service}-advertisement")
         response.headers["Cache-Control"] = "no-cache, max-age=0, must-revalidate"
         return response(environ, start_response)
