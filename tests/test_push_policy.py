@@ -16,7 +16,7 @@ from dulwich.pack import REF_DELTA, PackStreamReader
 from _wire import ZERO, PushTarget, progress_text, report_status, snapshot
 from hfgit.accounts import Accounts
 from hfgit.config import MiB, Settings
-from hubtest import Hub, start_server, stop_server
+from hubtest import Git, Hub, start_server, stop_server
 
 
 def test_default_branch_cannot_be_deleted(hub, git, tmp_path):
@@ -260,8 +260,6 @@ def assert_refused_in_protocol(target, hub, answer, before, peak_before, needle:
 
 
 def git_push_ok(target, work) -> None:
-    from hubtest import Git
-
     git = Git(work.parent / f"{work.name}-home")
     git.run("clone", "-q", target.url, str(work), token=target.token)
     git.commit(work, {"after.txt": "still serving\n"})
