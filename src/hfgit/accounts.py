@@ -757,6 +757,17 @@ class Accounts:
             )
             return [self._token_record(row) for row in rows]
 
+    def user_token(self, user: str, token_id: int) -> TokenRecord | None:
+        """``user``'s token with that id; None when it is missing or someone else's."""
+        with self.store.begin() as conn:
+            owner = self._account(conn, user, "user")
+            row = conn.execute(
+                sa.select(token_table).where(
+                    token_table.c.id == token_id, token_table.c.owner_id == owner.id
+                )
+            ).first()
+        return None if row is None else self._token_record(row)
+
     def refresh_token(self, user: str, name: str) -> str:
         """Give the token a new secret; the old one stops working at once."""
         secret = tokens.generate()

@@ -135,6 +135,8 @@ class ApiService:
             response = handler(request, caller, **args)
         except Refused as refused:
             response = responses.api_denied(refused.deny)
+        except AuthError as error:
+            response = responses.api_auth_failed(error)
         except (BadRequest, InvalidInput, InvalidName) as exc:
             response = responses.json_error(400, str(exc))
         except NotFound as exc:
@@ -178,7 +180,9 @@ class ApiService:
             "orgs": orgs,
         }
         if caller.token_id is not None:
-            token = next(t for t in self.accounts.list_tokens(user.name) if t.id == caller.token_id)
+            token = self.accounts.user_token(user.name, caller.token_id)
+            if token is None:  # deleted since this request authenticated
+                raise AuthError("invalid")
             access_token: dict = {
                 "displayName": token.name,
                 "role": token.role,

@@ -321,7 +321,7 @@ class PagesService:
             return self._csrf_refused(request)
         assert session.user is not None
         # Looked up among the session user's own tokens: another user's id is simply not found.
-        token = next((t for t in self.accounts.list_tokens(session.user) if t.id == token_id), None)
+        token = self.accounts.user_token(session.user, token_id)
         if token is None:
             raise NotFound("No such token among yours.")
         if request.method == "GET":
