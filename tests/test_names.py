@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from werkzeug.exceptions import NotFound
 
-from hfgit.names import InvalidName, RepoId, is_canonical, parse_repo_path
+from hfgit.names import InvalidName, RepoId, is_canonical
+from hfgit.server.routes import URL_MAP
 
 
 @pytest.mark.parametrize("name", ["bert", "Bert-base.v2", "a", "x" * 96, "under_score", "a.b-c_d"])
@@ -42,31 +44,61 @@ def test_reserved_namespaces(namespace):
         RepoId.parse(f"{namespace}/model")
 
 
+def _match(path: str, method: str = "GET"):
+    return URL_MAP.bind("hub.test").match(path, method=method)
+
+
 @pytest.mark.parametrize(
-    ("path", "expected"),
+    ("path", "method", "expected"),
     [
-        ("/alice/bert/info/refs", ("model", "alice", "bert", "info/refs")),
-        ("/alice/bert.git/git-upload-pack", ("model", "alice", "bert", "git-upload-pack")),
-        ("/datasets/alice/squad/info/refs", ("dataset", "alice", "squad", "info/refs")),
-        ("/spaces/alice/demo.git/git-receive-pack", ("space", "alice", "demo", "git-receive-pack")),
+        ("/alice/bert/info/refs", "GET", ("model", "alice", "bert", "git.info_refs")),
+        (
+            "/alice/bert.git/git-upload-pack",
+            "POST",
+            ("model", "alice", "bert", "git.upload_pack"),
+        ),
+        ("/datasets/alice/squad/info/refs", "GET", ("dataset", "alice", "squad", "git.info_refs")),
+        (
+            "/spaces/alice/demo.git/git-receive-pack",
+            "POST",
+            ("space", "alice", "demo", "git.receive_pack"),
+        ),
         (
             "/alice/bert.git/info/lfs/objects/batch",
-            ("model", "alice", "bert", "info/lfs/objects/batch"),
+            "POST",
+            ("model", "alice", "bert", "lfs.batch"),
         ),
-        ("/alice/bert", ("model", "alice", "bert", "")),
+        (
+            "/api/datasets/alice/squad/auth-check",
+            "GET",
+            ("dataset", "alice", "squad", "api.auth_check_read"),
+        ),
     ],
 )
-def test_parse_repo_path(path, expected):
-    parsed = parse_repo_path(path)
-    assert parsed is not None
-    assert (parsed.repo.type, parsed.repo.namespace, parsed.repo.name, parsed.rest) == expected
+def test_routes_name_the_repository(path, method, expected):
+    endpoint, args = _match(path, method)
+    repo = args["repo"]
+    assert (repo.type, repo.namespace, repo.name, endpoint) == expected
 
 
 @pytest.mark.parametrize(
-    "path", ["/alice", "/datasets/alice", "/api/whoami", "/alice/a..b/info/refs"]
+    "path",
+    [
+        "/alice",
+        "/alice/bert",
+        "/datasets/alice",
+        "/datasets/alice/info/refs",
+        "/api/whoami",
+        "/alice/a..b/info/refs",
+        "/api/alice/bert/info/refs",
+        "/api/models/alice/a--b/auth-check",
+        "/alice/bert/objects/info/packs",
+        "/alice/bert/info/lfs/objects/NOTANOID/12",
+    ],
 )
 def test_paths_naming_no_repo(path):
-    assert parse_repo_path(path) is None
+    with pytest.raises(NotFound):
+        _match(path)
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,9 @@ class Settings:
     login_max_failures_account: int = 10
     login_window: int = 900
 
+    #: The engine that answers git's two services (``hfgit.server.git.engines``).
+    git_engine: str = "dulwich"
+
     @property
     def repos_dir(self) -> Path:
         return self.data_dir / "repos"

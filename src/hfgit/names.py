@@ -104,14 +104,6 @@ class RepoId:
         return f"{self.type} {self.repo_id}"
 
 
-@dataclass(frozen=True)
-class RepoPath:
-    """A request path split into the repository it names and what follows it."""
-
-    repo: RepoId
-    rest: str
-
-
 def is_canonical(raw_path: str) -> bool:
     """Reject paths that only name a repository after normalization.
 
@@ -123,20 +115,32 @@ def is_canonical(raw_path: str) -> bool:
     return all(segment not in ("", ".", "..") for segment in raw_path[1:].split("/"))
 
 
-def parse_repo_path(path: str) -> RepoPath | None:
-    """Split ``/[datasets/|spaces/]ns/name[.git]/rest`` into a repo and the rest.
+def parse_repo_url(path: str) -> RepoId | None:
+    """The repository ``[datasets/|spaces/]ns/name[.git]`` names, as git and LFS URLs do.
 
     Returns None when the path names no repository in valid syntax.
     """
-    segments = path.lstrip("/").split("/")
-    repo_type = _PREFIX_TYPE.get(segments[0], "model")
+    segments = path.split("/")
+    repo_type = _PREFIX_TYPE.get(segments[0], "model") if len(segments) == 3 else "model"
     if repo_type != "model":
         segments = segments[1:]
-    if len(segments) < 2:
+    if len(segments) != 2:
         return None
-    namespace, name, rest = segments[0], segments[1], segments[2:]
+    namespace, name = segments
     if name.endswith(".git"):
         name = name[: -len(".git")]
+    return _valid_repo(repo_type, namespace, name)
+
+
+def parse_api_repo(path: str) -> RepoId | None:
+    """The repository ``models|datasets|spaces/ns/name`` names, as the Hub's API does."""
+    segments = path.split("/")
+    if len(segments) != 3 or segments[0] not in ("models", "datasets", "spaces"):
+        return None
+    return _valid_repo(segments[0][:-1], segments[1], segments[2])
+
+
+def _valid_repo(repo_type: str, namespace: str, name: str) -> RepoId | None:
     if name_problem(namespace) or namespace.lower() in RESERVED_NAMESPACES or name_problem(name):
         return None
-    return RepoPath(RepoId(repo_type, namespace, name), "/".join(rest))
+    return RepoId(repo_type, namespace, name)

@@ -5,7 +5,14 @@ Nothing here knows HTTP; ``hfgit.server.lfs`` speaks the batch API on top of it.
 
 from .objects import LfsObjects
 from .signing import Grant, InvalidSignature, Signer
-from .storage import LocalStorage, ObjectMismatch, S3Storage, Storage, open_storage
+from .storage import (
+    LocalStorage,
+    ObjectMismatch,
+    ObjectMissing,
+    S3Storage,
+    Storage,
+    open_storage,
+)
 
 __all__ = [
     "Grant",
@@ -13,6 +20,7 @@ __all__ = [
     "LfsObjects",
     "LocalStorage",
     "ObjectMismatch",
+    "ObjectMissing",
     "S3Storage",
     "Signer",
     "Storage",

@@ -7,20 +7,15 @@ upload whose bytes are stored but whose row is not yet written is never touched.
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import suppress
 from dataclasses import dataclass
-from pathlib import Path
 
 import sqlalchemy as sa
 
 from ..store import Store, lfs_objects, repos
-from .storage import LocalStorage, S3Storage, Storage
+from .storage import Storage, StoredObject
 
-_OID = re.compile(r"[0-9a-f]{64}")
 _BATCH = 500
 
 
@@ -39,15 +34,35 @@ class GcReport:
 def collect(
     storage: Storage, store: Store, *, grace_seconds: float, dry_run: bool = False
 ) -> GcReport:
-    """Remove stored objects no repository holds, unless younger than ``grace_seconds``."""
+    """Remove stored objects no repository holds, unless younger than ``grace_seconds``.
+
+    A copy kept for one repository (``storage_id`` set) is held only by that repository's
+    row; a copy shared by all (local storage) by any repository's.
+    """
     cutoff = time.time() - grace_seconds
-    if isinstance(storage, S3Storage):
-        return _collect_s3(storage, store, cutoff, dry_run)
-    return _collect_local(storage, store, cutoff, dry_run)
+    with store.begin() as conn:
+        repo_ids = dict(conn.execute(sa.select(repos.c.storage_id, repos.c.id)).all())
+    report = GcReport()
+    for items in _batches(storage.stored()):
+        report.examined += len(items)
+        held = _held(store, [item.oid for item in items])
+        for item in items:
+            holders = held.get(item.oid, set())
+            if item.storage_id is None and holders:
+                continue
+            if item.storage_id is not None and repo_ids.get(item.storage_id) in holders:
+                continue
+            if item.modified > cutoff:
+                report.kept_recent += 1
+            elif dry_run or storage.remove(item, cutoff):
+                report.count(item.size)
+    if not dry_run:
+        storage.remove_leftovers(cutoff)
+    return report
 
 
-def _batches(items: Iterable, size: int = _BATCH) -> Iterator[list]:
-    batch: list = []
+def _batches(items: Iterable[StoredObject], size: int = _BATCH) -> Iterator[list[StoredObject]]:
+    batch: list[StoredObject] = []
     for item in items:
         batch.append(item)
         if len(batch) == size:
@@ -57,103 +72,15 @@ def _batches(items: Iterable, size: int = _BATCH) -> Iterator[list]:
         yield batch
 
 
-def _referenced(store: Store, oids: list[str]) -> set[str]:
+def _held(store: Store, oids: list[str]) -> dict[str, set[int]]:
+    """The repositories that hold each of ``oids``."""
+    found: dict[str, set[int]] = {}
     with store.begin() as conn:
         rows = conn.execute(
-            sa.select(lfs_objects.c.oid).distinct().where(lfs_objects.c.oid.in_(oids))
-        )
-        return {row.oid for row in rows}
-
-
-def _local_objects(storage: LocalStorage) -> Iterator[Path]:
-    for root, _dirs, files in os.walk(storage.root / "objects"):
-        for name in files:
-            if _OID.fullmatch(name):
-                yield Path(root) / name
-
-
-def _collect_local(storage: LocalStorage, store: Store, cutoff: float, dry_run: bool) -> GcReport:
-    report = GcReport()
-    for paths in _batches(_local_objects(storage)):
-        report.examined += len(paths)
-        referenced = _referenced(store, [path.name for path in paths])
-        for path in paths:
-            if path.name in referenced:
-                continue
-            try:
-                info = path.stat()
-            except FileNotFoundError:
-                continue
-            if info.st_mtime > cutoff:
-                report.kept_recent += 1
-            elif dry_run or _remove_unless_replaced(path, cutoff):
-                report.count(info.st_size)
-    # Temporary files of uploads that crashed before they could clean up.
-    if storage.tmp.is_dir():
-        for leftover in storage.tmp.iterdir():
-            try:
-                stale = leftover.stat().st_mtime <= cutoff
-            except FileNotFoundError:
-                continue  # that upload just finished
-            if stale and not dry_run:
-                leftover.unlink(missing_ok=True)
-    return report
-
-
-def _remove_unless_replaced(path: Path, cutoff: float) -> bool:
-    """Delete ``path`` unless an upload put a fresh copy there since we looked.
-
-    An upload replaces the file (``os.replace``) before it writes the object's row, so a
-    copy newer than the grace period is one to keep: moved aside first, then checked.
-    """
-    aside = path.with_name(path.name + ".gc")
-    try:
-        os.rename(path, aside)
-    except FileNotFoundError:
-        return False
-    if aside.stat().st_mtime > cutoff:
-        with suppress(FileExistsError):  # an even newer upload is already in place
-            os.link(aside, path)
-        aside.unlink()
-        return False
-    aside.unlink()
-    return True
-
-
-def _collect_s3(storage: S3Storage, store: Store, cutoff: float, dry_run: bool) -> GcReport:
-    report = GcReport()
-    with store.begin() as conn:
-        repo_ids = dict(conn.execute(sa.select(repos.c.storage_id, repos.c.id)).all())
-    paginator = storage.client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=storage.bucket):
-        entries = []
-        for item in page.get("Contents", []):
-            storage_id, _, rest = item["Key"].partition("/")
-            oid = rest.rsplit("/", 1)[-1]
-            if _OID.fullmatch(oid):
-                entries.append((item, repo_ids.get(storage_id), oid))
-        report.examined += len(entries)
-        held = _held_by_repo(store, [(repo_id, oid) for _, repo_id, oid in entries if repo_id])
-        for item, repo_id, oid in entries:
-            if (repo_id, oid) in held:
-                continue
-            if item["LastModified"].timestamp() > cutoff:
-                report.kept_recent += 1
-                continue
-            if not dry_run:
-                storage.client.delete_object(Bucket=storage.bucket, Key=item["Key"])
-            report.count(item["Size"])
-    return report
-
-
-def _held_by_repo(store: Store, pairs: list[tuple[int, str]]) -> set[tuple[int, str]]:
-    found: set[tuple[int, str]] = set()
-    for batch in _batches(pairs):
-        with store.begin() as conn:
-            rows = conn.execute(
-                sa.select(lfs_objects.c.repo_id, lfs_objects.c.oid).where(
-                    lfs_objects.c.oid.in_([oid for _, oid in batch])
-                )
+            sa.select(lfs_objects.c.repo_id, lfs_objects.c.oid).where(
+                lfs_objects.c.oid.in_(sorted(set(oids)))
             )
-            found.update((row.repo_id, row.oid) for row in rows)
+        )
+        for row in rows:
+            found.setdefault(row.oid, set()).add(row.repo_id)
     return found

@@ -1,6 +1,7 @@
 """Where LFS bytes live: the local filesystem by default, or an S3-compatible bucket.
 
-Local storage keeps one copy per oid (content-addressed, so deduplication is safe) and
+Both backends offer :class:`Storage`: nothing above them asks which one it has. Local
+storage keeps one copy per oid (content-addressed, so deduplication is safe) and
 receives uploads through hfgit itself. The S3 backend hands clients presigned URLs so the
 bytes never pass through hfgit; its keys are per repository because a bucket cannot tell
 who uploaded an object.
@@ -10,19 +11,31 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
+import re
 import tempfile
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ..config import MiB, Settings
 
+log = logging.getLogger(__name__)
+
 CHUNK = MiB
+_OID = re.compile(r"[0-9a-f]{64}")
 
 
 class ObjectMismatch(ValueError):
     """Uploaded bytes that are not the object they claim to be; nothing was kept."""
+
+
+class ObjectMissing(LookupError):
+    """The bytes asked for are not in this storage, or not served through hfgit."""
 
 
 def _mismatch(oid: str, size: int, got_size: int, got_oid: str) -> ObjectMismatch:
@@ -41,10 +54,64 @@ class Href:
     headers: dict[str, str]
 
 
-class LocalStorage:
-    """Objects under ``root/objects/ab/cd/<oid>``; uploads staged in ``root/tmp``."""
+@dataclass(frozen=True)
+class StoredObject:
+    """One copy of an object's bytes, as :meth:`Storage.stored` lists them."""
 
-    presigned = False
+    oid: str
+    #: The repository the copy was uploaded for, or None where one copy serves them all.
+    storage_id: str | None
+    size: int
+    modified: float
+    #: Where the backend keeps it (a path, a key), for :meth:`Storage.remove`.
+    location: str
+
+
+class Storage(ABC):
+    """Where the bytes of LFS objects live, for every repository of the server.
+
+    A backend either moves bytes through hfgit's own signed URLs (``*_href`` return
+    None; :meth:`open` and :meth:`receive` do the work) or hands clients URLs of its own.
+    """
+
+    @abstractmethod
+    def download_href(self, storage_id: str, oid: str, ttl: int) -> Href | None:
+        """A URL the client downloads the object from, or None to go through hfgit."""
+
+    @abstractmethod
+    def upload_href(self, storage_id: str, oid: str, size: int, ttl: int) -> Href | None:
+        """A URL the client uploads the object to, or None to go through hfgit."""
+
+    @abstractmethod
+    def open(self, storage_id: str, oid: str, size: int) -> BinaryIO:
+        """The object's bytes to stream; raises :class:`ObjectMissing` when not here whole."""
+
+    @abstractmethod
+    def receive(self, storage_id: str, oid: str, size: int, read: Callable[[int], bytes]) -> None:
+        """Store an upload streamed through hfgit; :class:`ObjectMismatch` if it is not it."""
+
+    @abstractmethod
+    def confirm_upload(self, storage_id: str, oid: str, size: int) -> None:
+        """Check that an upload that did not pass through :meth:`receive` arrived whole.
+
+        Raises :class:`ObjectMissing` or :class:`ObjectMismatch` when it did not.
+        """
+
+    @abstractmethod
+    def stored(self) -> Iterator[StoredObject]:
+        """Every object copy held, for garbage collection."""
+
+    @abstractmethod
+    def remove(self, item: StoredObject, cutoff: float) -> bool:
+        """Delete ``item`` unless it was replaced after ``cutoff``; True if it was deleted."""
+
+    @abstractmethod
+    def remove_leftovers(self, cutoff: float) -> None:
+        """Delete what uploads that crashed left behind before ``cutoff``."""
+
+
+class LocalStorage(Storage):
+    """Objects under ``root/objects/ab/cd/<oid>``; uploads staged in ``root/tmp``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -53,7 +120,30 @@ class LocalStorage:
     def path(self, oid: str) -> Path:
         return self.root / "objects" / oid[:2] / oid[2:4] / oid
 
-    def receive(self, oid: str, size: int, read: Callable[[int], bytes]) -> None:
+    def download_href(self, storage_id: str, oid: str, ttl: int) -> None:
+        return None
+
+    def upload_href(self, storage_id: str, oid: str, size: int, ttl: int) -> None:
+        return None
+
+    def open(self, storage_id: str, oid: str, size: int) -> BinaryIO:
+        try:
+            handle = self.path(oid).open("rb")
+        except FileNotFoundError:
+            log.error("LFS object %s missing from storage", oid)
+            raise ObjectMissing(oid) from None
+        if os.fstat(handle.fileno()).st_size != size:
+            handle.close()
+            log.error("LFS object %s in storage has the wrong size", oid)
+            raise ObjectMissing(oid)
+        return handle
+
+    def confirm_upload(self, storage_id: str, oid: str, size: int) -> None:
+        # Every upload here passes through receive(), which is where objects join a
+        # repository: a copy that some other repository uploaded proves nothing.
+        raise ObjectMissing(f"Object {oid} was not uploaded to this repository.")
+
+    def receive(self, storage_id: str, oid: str, size: int, read: Callable[[int], bytes]) -> None:
         """Stream an upload to disk, hashing as it is written; keep it only if it matches.
 
         Each upload writes its own temporary file and renames it into place atomically,
@@ -82,16 +172,57 @@ class LocalStorage:
             if os.path.exists(name):
                 os.unlink(name)
 
+    def stored(self) -> Iterator[StoredObject]:
+        for root, _dirs, files in os.walk(self.root / "objects"):
+            for name in files:
+                if not _OID.fullmatch(name):
+                    continue
+                path = os.path.join(root, name)
+                try:
+                    info = os.stat(path)
+                except FileNotFoundError:
+                    continue
+                yield StoredObject(name, None, info.st_size, info.st_mtime, path)
 
-class S3Storage:
+    def remove(self, item: StoredObject, cutoff: float) -> bool:
+        """Delete the copy unless an upload put a fresh one there since it was listed.
+
+        An upload replaces the file (``os.replace``) before it writes the object's row, so
+        a copy newer than the grace period is one to keep: moved aside first, then checked.
+        """
+        path = item.location
+        aside = path + ".gc"
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return False
+        if os.stat(aside).st_mtime > cutoff:
+            with suppress(FileExistsError):  # an even newer upload is already in place
+                os.link(aside, path)
+            os.unlink(aside)
+            return False
+        os.unlink(aside)
+        return True
+
+    def remove_leftovers(self, cutoff: float) -> None:
+        if not self.tmp.is_dir():
+            return
+        for leftover in self.tmp.iterdir():
+            try:
+                stale = leftover.stat().st_mtime <= cutoff
+            except FileNotFoundError:
+                continue  # that upload just finished
+            if stale:
+                leftover.unlink(missing_ok=True)
+
+
+class S3Storage(Storage):
     """Objects in an S3-compatible bucket under ``<repo storage id>/<oid>``.
 
     Upload URLs are presigned with the object's size and SHA-256 checksum, which S3
     enforces. Verification compares the checksum S3 reports, and re-hashes the object
     (streaming) when the store reports none, as some S3-compatible servers do.
     """
-
-    presigned = True
 
     def __init__(self, bucket: str, endpoint: str | None = None, client=None) -> None:
         if client is None:
@@ -108,13 +239,13 @@ class S3Storage:
     def key(repo_storage_id: str, oid: str) -> str:
         return f"{repo_storage_id}/{oid[:2]}/{oid[2:4]}/{oid}"
 
-    def upload_href(self, key: str, oid: str, size: int, ttl: int) -> Href:
+    def upload_href(self, storage_id: str, oid: str, size: int, ttl: int) -> Href:
         checksum = base64.b64encode(bytes.fromhex(oid)).decode()
         url = self.client.generate_presigned_url(
             "put_object",
             Params={
                 "Bucket": self.bucket,
-                "Key": key,
+                "Key": self.key(storage_id, oid),
                 "ContentLength": size,
                 "ChecksumSHA256": checksum,
             },
@@ -123,13 +254,43 @@ class S3Storage:
         headers = {"x-amz-checksum-sha256": checksum, "Content-Type": "application/octet-stream"}
         return Href(url, headers)
 
-    def download_href(self, key: str, ttl: int) -> Href:
+    def download_href(self, storage_id: str, oid: str, ttl: int) -> Href:
         url = self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self.key(storage_id, oid)},
+            ExpiresIn=ttl,
         )
         return Href(url, {})
 
-    def verify(self, key: str, oid: str, size: int) -> bool:
+    def open(self, storage_id: str, oid: str, size: int) -> BinaryIO:
+        # Clients download from the bucket itself: hfgit never streams S3 objects.
+        raise ObjectMissing(oid)
+
+    def receive(self, storage_id: str, oid: str, size: int, read: Callable[[int], bytes]) -> None:
+        raise ObjectMissing("Uploads go to the object store for this server.")
+
+    def confirm_upload(self, storage_id: str, oid: str, size: int) -> None:
+        if not self._verify(self.key(storage_id, oid), oid, size):
+            raise ObjectMismatch(f"Object {oid} was not uploaded or does not match.")
+
+    def stored(self) -> Iterator[StoredObject]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket):
+            for item in page.get("Contents", []):
+                storage_id, _, rest = item["Key"].partition("/")
+                oid = rest.rsplit("/", 1)[-1]
+                if _OID.fullmatch(oid):
+                    modified = item["LastModified"].timestamp()
+                    yield StoredObject(oid, storage_id, item["Size"], modified, item["Key"])
+
+    def remove(self, item: StoredObject, cutoff: float) -> bool:
+        self.client.delete_object(Bucket=self.bucket, Key=item.location)
+        return True
+
+    def remove_leftovers(self, cutoff: float) -> None:
+        """Nothing to do: an upload to the bucket is whole or absent."""
+
+    def _verify(self, key: str, oid: str, size: int) -> bool:
         """True when ``key`` holds exactly ``oid``; a wrong object is deleted."""
         from botocore.exceptions import ClientError
 
@@ -157,9 +318,6 @@ class S3Storage:
         for chunk in body.iter_chunks(CHUNK):
             digest.update(chunk)
         return digest.hexdigest()
-
-
-Storage = LocalStorage | S3Storage
 
 
 def open_storage(settings: Settings) -> Storage:

@@ -9,33 +9,21 @@ No endpoint here manages tokens: that needs a browser session on the settings pa
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from werkzeug.exceptions import HTTPException
-from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from ..accounts import (
-    AccessRequest,
-    Accounts,
-    AccountsError,
-    AuthError,
-    Caller,
-    Conflict,
-    InvalidInput,
-    NotFound,
-)
-from ..names import InvalidName, RepoId
-from ..policy import Action, Deny, decide_create
-from . import responses
+from ..accounts import AccessRequest, Accounts, Caller, Conflict
+from ..names import RepoId
+from ..policy import Action, decide_create
 from .gate import Gate
+from .refusal import Refusal
+from .surface import Surface
 
 #: The API's request bodies are small JSON objects.
 MAX_BODY_BYTES = 64 * 1024
-
-_REPO = "/api/<any(models,datasets,spaces):kind>/<namespace>/<name>"
-_ACCESS = _REPO + "/user-access-request"
+#: huggingface_hub tells a bad token from a hidden repo by this exact text.
+INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
 
 
 def iso(timestamp: float) -> str:
@@ -52,14 +40,23 @@ class ApiRequest(Request):
     max_content_length = MAX_BODY_BYTES
 
 
-class BadRequest(Exception):
-    """A malformed API call; answered 400 with this message."""
+def error_response(status: int, message: str, code: str | None = None) -> Response:
+    """An API error as the Hub sends it: JSON body plus ``X-Error-Code``/``X-Error-Message``."""
+    response = Response(json.dumps({"error": message}), status=status, mimetype="application/json")
+    response.headers["X-Error-Message"] = message
+    if code:
+        response.headers["X-Error-Code"] = code
+    return response
+
+
+def _bad_request(message: str) -> Refusal:
+    return Refusal(400, message)
 
 
 def _body(request: Request) -> dict:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        raise BadRequest("Send a JSON object with Content-Type: application/json.")
+        raise _bad_request("Send a JSON object with Content-Type: application/json.")
     return data
 
 
@@ -68,11 +65,11 @@ def _visibility(body: dict) -> bool | None:
     visibility = body.get("visibility")
     if visibility is not None:
         if visibility not in ("public", "private"):
-            raise BadRequest(f"Invalid visibility {visibility!r}: use public or private.")
+            raise _bad_request(f"Invalid visibility {visibility!r}: use public or private.")
         return visibility == "private"
     private = body.get("private")
     if private is not None and not isinstance(private, bool):
-        raise BadRequest("private must be true or false.")
+        raise _bad_request("private must be true or false.")
     return private
 
 
@@ -86,77 +83,27 @@ def _access_request_json(item: AccessRequest) -> dict:
     }
 
 
-class Refused(Exception):
-    """The policy said no; carries the refusal to answer with."""
+class ApiService(Surface):
+    request_class = ApiRequest
 
-    def __init__(self, deny: Deny) -> None:
-        super().__init__(deny.message)
-        self.deny = deny
-
-
-class ApiService:
     def __init__(self, accounts: Accounts, gate: Gate) -> None:
         self.accounts = accounts
         self.gate = gate
-        self.urls = Map(
-            [
-                Rule("/api/whoami-v2", endpoint="whoami", methods=["GET"]),
-                Rule("/api/repos/create", endpoint="create_repo", methods=["POST"]),
-                Rule("/api/repos/delete", endpoint="delete_repo", methods=["DELETE"]),
-                Rule(_REPO + "/auth-check", endpoint="auth_check_read", methods=["GET"]),
-                Rule(_REPO + "/auth-check/write", endpoint="auth_check_write", methods=["GET"]),
-                Rule(_REPO + "/settings", endpoint="settings", methods=["PUT"]),
-                Rule(_REPO + "/ask-access", endpoint="ask_access", methods=["POST"]),
-                Rule(
-                    _ACCESS + "/<any(pending,accepted,rejected):status>",
-                    endpoint="list_requests",
-                    methods=["GET"],
-                ),
-                Rule(_ACCESS + "/handle", endpoint="handle_request", methods=["POST"]),
-                Rule(_ACCESS + "/grant", endpoint="grant_access", methods=["POST"]),
-            ]
-        )
 
-    def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
-        request = ApiRequest(environ)
-        try:
-            endpoint, args = self.urls.bind_to_environ(environ).match()
-        except HTTPException as exc:
-            status = exc.code or 404
-            return responses.json_error(status, exc.description or "Not found")(
-                environ, start_response
-            )
-        try:
-            caller = self.gate.caller(environ)
-        except AuthError as error:
-            return responses.api_auth_failed(error)(environ, start_response)
-        handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
-        try:
-            response = handler(request, caller, **args)
-        except Refused as refused:
-            response = responses.api_denied(refused.deny)
-        except AuthError as error:
-            response = responses.api_auth_failed(error)
-        except (BadRequest, InvalidInput, InvalidName) as exc:
-            response = responses.json_error(400, str(exc))
-        except NotFound as exc:
-            response = responses.json_error(404, str(exc))
-        except Conflict as exc:
-            response = responses.json_error(409, str(exc))
-        except AccountsError as exc:
-            response = responses.json_error(400, str(exc))
-        except HTTPException as exc:  # an oversized body, from werkzeug
-            response = responses.json_error(exc.code or 400, exc.description or "Bad request")
-        return response(environ, start_response)
+    def refuse(self, refusal: Refusal, request: Request) -> Response:
+        """The Hub's dialect, so that ``huggingface_hub`` raises its own exceptions."""
+        message = INVALID_CREDENTIALS if refusal.reason == "invalid" else refusal.message
+        return error_response(refusal.status, message, refusal.code)
 
     # Identity
 
-    def _whoami(self, request: Request, caller: Caller | None) -> Response:
+    def whoami(self, request: Request) -> Response:
+        caller = self.gate.caller(request.environ)
         if caller is None:
-            return responses.json_error(401, responses.API_INVALID_CREDENTIALS)
-        return json_response(self.whoami(caller))
+            raise Refusal(401, INVALID_CREDENTIALS)
+        return json_response(self.whoami_json(caller))
 
-    def whoami(self, caller: Caller) -> dict:
+    def whoami_json(self, caller: Caller) -> dict:
         principal = caller.principal
         user = self.accounts.user(principal.user)
         orgs = [
@@ -182,7 +129,7 @@ class ApiService:
         if caller.token_id is not None:
             token = self.accounts.user_token(user.name, caller.token_id)
             if token is None:  # deleted since this request authenticated
-                raise AuthError("invalid")
+                raise Refusal(401, INVALID_CREDENTIALS)
             access_token: dict = {
                 "displayName": token.name,
                 "role": token.role,
@@ -213,42 +160,34 @@ class ApiService:
 
     # Repositories
 
-    def _check(self, caller: Caller | None, repo_id: RepoId, action: Action) -> Deny | None:
-        """The policy's refusal for ``action``, or None when it is allowed."""
+    def _refusal(self, caller: Caller | None, repo_id: RepoId, action: Action) -> Refusal | None:
+        """The policy's refusal for ``action`` as the Hub words it, or None when allowed."""
         access = self.gate.check(caller, repo_id, action)
         if access.decision:
             return None
-        deny = access.decision
-        assert isinstance(deny, Deny)
+        refusal = Refusal.from_deny(access.decision)
         if (
-            deny.code == "AuthRequired"
+            refusal.code == "AuthRequired"
             and access.repo is not None
             and access.repo.facts.gated != "off"
         ):
             # The Hub answers an anonymous read of a gated repo with GatedRepo, which the
             # client turns into GatedRepoError rather than RepositoryNotFoundError.
-            return Deny(deny.status, "GatedRepo", deny.message)
-        return deny
+            refusal.code = "GatedRepo"
+        return refusal
 
     def _require(self, caller: Caller | None, repo_id: RepoId, action: Action) -> None:
-        """Raise :class:`Refused` (answered by ``__call__``) unless ``action`` is allowed."""
-        deny = self._check(caller, repo_id, action)
-        if deny is not None:
-            raise Refused(deny)
+        refusal = self._refusal(caller, repo_id, action)
+        if refusal is not None:
+            raise refusal
 
-    def _auth_check(self, caller: Caller | None, repo_id: RepoId, action: Action) -> Response:
-        self._require(caller, repo_id, action)
+    def auth_check_read(self, request: Request, repo: RepoId) -> Response:
+        self._require(self.gate.caller(request.environ), repo, Action.READ)
         return json_response({"ok": True})
 
-    def _auth_check_read(
-        self, request: Request, caller: Caller | None, kind: str, namespace: str, name: str
-    ) -> Response:
-        return self._auth_check(caller, _repo_id(kind, namespace, name), Action.READ)
-
-    def _auth_check_write(
-        self, request: Request, caller: Caller | None, kind: str, namespace: str, name: str
-    ) -> Response:
-        return self._auth_check(caller, _repo_id(kind, namespace, name), Action.WRITE)
+    def auth_check_write(self, request: Request, repo: RepoId) -> Response:
+        self._require(self.gate.caller(request.environ), repo, Action.WRITE)
+        return json_response({"ok": True})
 
     @staticmethod
     def _body_repo_id(body: dict, caller: Caller) -> RepoId:
@@ -257,20 +196,26 @@ class ApiService:
         organization = body.get("organization")
         repo_type = body.get("type") or "model"
         if not isinstance(name, str) or not name:
-            raise BadRequest("name is required: the repository's name without its namespace.")
+            raise _bad_request("name is required: the repository's name without its namespace.")
         if organization is not None and not isinstance(organization, str):
-            raise BadRequest("organization must be a string.")
+            raise _bad_request("organization must be a string.")
         if not isinstance(repo_type, str):
-            raise BadRequest("type must be model, dataset or space.")
+            raise _bad_request("type must be model, dataset or space.")
         if "/" in name:
             organization, _, name = name.partition("/")
         if organization is None:
             organization = caller.principal.user
         return RepoId.parse(f"{organization}/{name}", repo_type)
 
-    def _create_repo(self, request: Request, caller: Caller | None) -> Response:
+    def _signed_in(self, request: Request) -> Caller:
+        """The caller of a call that needs one: a repository is created or deleted by someone."""
+        caller = self.gate.caller(request.environ)
         if caller is None:
-            return responses.api_denied(_anonymous_refusal())
+            raise Refusal.from_deny(decide_create(None, "", False))
+        return caller
+
+    def create_repo(self, request: Request) -> Response:
+        caller = self._signed_in(request)
         body = _body(request)
         repo_id = self._body_repo_id(body, caller)
         private = _visibility(body)
@@ -279,20 +224,16 @@ class ApiService:
         is_org = self.accounts.namespace_kind(repo_id.namespace) != "user"
         decision = decide_create(caller.principal, repo_id.namespace, is_org)
         if not decision:
-            assert isinstance(decision, Deny)
-            return responses.api_denied(decision)
+            raise Refusal.from_deny(decision)
         try:
             record = self.accounts.create_repo(
                 repo_id, private=bool(private), creator=caller.principal.user
             )
         except Conflict:
             # As on the Hub, the 409 carries the URL: ``create_repo(exist_ok=True)`` reads it.
-            conflict = responses.json_error(409, f"You already created this {repo_id.type} repo")
-            conflict.set_data(
-                json.dumps(
-                    {"error": conflict.headers["X-Error-Message"], "url": _url(request, repo_id)}
-                )
-            )
+            message = f"You already created this {repo_id.type} repo"
+            conflict = error_response(409, message)
+            conflict.set_data(json.dumps({"error": message, "url": _url(request, repo_id)}))
             return conflict
         self.accounts.audit(
             "repo.create", user_id=caller.user_id, token_id=caller.token_id, repo_id=record.id
@@ -305,9 +246,8 @@ class ApiService:
             }
         )
 
-    def _delete_repo(self, request: Request, caller: Caller | None) -> Response:
-        if caller is None:
-            return responses.api_denied(_anonymous_refusal())
+    def delete_repo(self, request: Request) -> Response:
+        caller = self._signed_in(request)
         repo_id = self._body_repo_id(_body(request), caller)
         self._require(caller, repo_id, Action.MANAGE)
         self.accounts.delete_repo(repo_id)
@@ -319,21 +259,18 @@ class ApiService:
         )
         return json_response({})
 
-    def _settings(
-        self, request: Request, caller: Caller | None, kind: str, namespace: str, name: str
-    ) -> Response:
-        repo_id = _repo_id(kind, namespace, name)
-        self._require(caller, repo_id, Action.MANAGE)
+    def settings(self, request: Request, repo: RepoId) -> Response:
+        self._require(self.gate.caller(request.environ), repo, Action.MANAGE)
         body = _body(request)
         private = _visibility(body)
         gated = body.get("gated")
         if gated is False:
             gated = "off"
         elif gated is not None and gated not in ("auto", "manual"):
-            raise BadRequest(f'Invalid gated value {gated!r}: use "auto", "manual" or false.')
+            raise _bad_request(f'Invalid gated value {gated!r}: use "auto", "manual" or false.')
         if private is None and gated is None:
-            raise BadRequest("Nothing to update: send gated and/or visibility.")
-        record = self.accounts.update_repo(repo_id, private=private, gated=gated)
+            raise _bad_request("Nothing to update: send gated and/or visibility.")
+        record = self.accounts.update_repo(repo, private=private, gated=gated)
         return json_response(
             {
                 "private": record.facts.private,
@@ -343,68 +280,41 @@ class ApiService:
 
     # Gated access
 
-    def _ask_access(
-        self, request: Request, caller: Caller | None, kind: str, namespace: str, name: str
-    ) -> Response:
+    def ask_access(self, request: Request, repo: RepoId) -> Response:
         """Ask for access to a gated repo (the Hub does this from its web page)."""
-        repo_id = _repo_id(kind, namespace, name)
+        caller = self.gate.caller(request.environ)
         if caller is None:
-            return responses.json_error(401, "Log in with a user access token to ask for access.")
-        deny = self._check(caller, repo_id, Action.READ)
-        if deny is not None and deny.code != "GatedRepo":
-            return responses.api_denied(deny)
-        status = self.accounts.request_access(repo_id, caller.principal.user)
+            raise Refusal(401, "Log in with a user access token to ask for access.")
+        refusal = self._refusal(caller, repo, Action.READ)
+        if refusal is not None and refusal.code != "GatedRepo":
+            raise refusal
+        status = self.accounts.request_access(repo, caller.principal.user)
         return json_response({"status": status})
 
-    def _list_requests(
-        self,
-        request: Request,
-        caller: Caller | None,
-        kind: str,
-        namespace: str,
-        name: str,
-        status: str,
-    ) -> Response:
-        repo_id = _repo_id(kind, namespace, name)
-        self._require(caller, repo_id, Action.MANAGE)
-        items = self.accounts.access_requests(repo_id, status)
+    def list_requests(self, request: Request, repo: RepoId, status: str) -> Response:
+        self._require(self.gate.caller(request.environ), repo, Action.MANAGE)
+        items = self.accounts.access_requests(repo, status)
         return json_response([_access_request_json(item) for item in items])
 
-    def _handle_request(
-        self, request: Request, caller: Caller | None, kind: str, namespace: str, name: str
-    ) -> Response:
-        repo_id = _repo_id(kind, namespace, name)
-        self._require(caller, repo_id, Action.MANAGE)
+    def handle_request(self, request: Request, repo: RepoId) -> Response:
+        self._require(self.gate.caller(request.environ), repo, Action.MANAGE)
         body = _body(request)
         user, request_id, status = body.get("user"), body.get("requestId"), body.get("status")
         for field, value in (("user", user), ("requestId", request_id), ("status", status)):
             if value is not None and not isinstance(value, str):
-                raise BadRequest(f"{field} must be a string.")
+                raise _bad_request(f"{field} must be a string.")
         if not status:
-            raise BadRequest("status is required: accepted, rejected or pending.")
-        self.accounts.handle_access_request(repo_id, status, user=user, request_id=request_id)
+            raise _bad_request("status is required: accepted, rejected or pending.")
+        self.accounts.handle_access_request(repo, status, user=user, request_id=request_id)
         return json_response({"status": status})
 
-    def _grant_access(
-        self, request: Request, caller: Caller | None, kind: str, namespace: str, name: str
-    ) -> Response:
-        repo_id = _repo_id(kind, namespace, name)
-        self._require(caller, repo_id, Action.MANAGE)
+    def grant_access(self, request: Request, repo: RepoId) -> Response:
+        self._require(self.gate.caller(request.environ), repo, Action.MANAGE)
         user = _body(request).get("user")
         if not isinstance(user, str) or not user:
-            raise BadRequest("user is required: the name of the user to grant access to.")
-        self.accounts.grant_access(repo_id, user)
+            raise _bad_request("user is required: the name of the user to grant access to.")
+        self.accounts.grant_access(repo, user)
         return json_response({"status": "accepted"})
-
-
-def _anonymous_refusal() -> Deny:
-    refusal = decide_create(None, "", False)
-    assert isinstance(refusal, Deny)
-    return refusal
-
-
-def _repo_id(kind: str, namespace: str, name: str) -> RepoId:
-    return RepoId.parse(f"{namespace}/{name}", kind[:-1])
 
 
 def _url(request: Request, repo_id: RepoId) -> str:

@@ -1,42 +1,84 @@
-"""The WSGI application: canonical paths first, then one route per surface."""
+"""The WSGI application: canonical paths first, then the one route table, then one surface.
+
+Every endpoint of :data:`~.routes.URL_MAP` names a surface and a handler. The handler
+answers, or raises :class:`~.refusal.Refusal`, which that surface renders in its own
+dialect; errors of the layers below (names, accounts, LFS) become refusals on the way.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
 
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Request, Response
 
 from ..accounts import Accounts
 from ..config import Settings
-from ..names import is_canonical, parse_repo_path
+from ..names import is_canonical
 from ..store import DatabaseUnavailable
 from . import responses
 from .api import ApiService
 from .gate import Gate
-from .git import GitService
+from .git.service import NOT_SERVED, GitService
 from .lfs import LfsService
 from .pages import PagesService
+from .refusal import DOMAIN_ERRORS, Refusal, refusal_for
+from .routes import URL_MAP, surface_of
+from .surface import Surface
 
 log = logging.getLogger(__name__)
 
+#: What each surface says for a URL the table does not have.
+NOT_FOUND = {
+    "git": NOT_SERVED,
+    "lfs": "Not found. hfgit serves the LFS batch API with basic transfers.",
+}
+
+
+class SiteService(Surface):
+    """The root page and the health check: plain text."""
+
+    def __init__(self, accounts: Accounts) -> None:
+        self.accounts = accounts
+
+    def refuse(self, refusal: Refusal, request: Request) -> Response:
+        return responses.text(refusal.status, refusal.message)
+
+    def index(self, request: Request) -> Response:
+        return responses.text(200, "hfgit: git over smart HTTP with user access tokens.")
+
+    def healthz(self, request: Request) -> Response:
+        if not self.accounts.store.ping():
+            raise Refusal(503, responses.UNAVAILABLE_MESSAGE)
+        return responses.text(200, "ok")
+
 
 class HfGitApp:
-    """Routes a request to the API, the pages, LFS or git; every other path is a 404."""
+    """Matches a request in the route table and hands it to its surface's handler."""
 
     def __init__(self, settings: Settings, accounts: Accounts) -> None:
         self.settings = settings
         self.accounts = accounts
         self.gate = Gate(accounts)
         self.git = GitService(settings, accounts, self.gate)
-        self.api = ApiService(accounts, self.gate)
         self.lfs = LfsService(settings, accounts, self.gate)
+        self.api = ApiService(accounts, self.gate)
         self.pages = PagesService(settings, accounts)
+        self.site = SiteService(accounts)
+        self.surfaces: dict[str, Surface] = {
+            "git": self.git,
+            "lfs": self.lfs,
+            "api": self.api,
+            "pages": self.pages,
+            "site": self.site,
+        }
         # Forwarded headers are believed only when configured: a client could forge them.
         self._handler = (
-            ProxyFix(self._route, x_for=1, x_proto=1, x_host=1)
+            ProxyFix(self._dispatch, x_for=1, x_proto=1, x_host=1)
             if settings.trust_proxy
-            else self._route
+            else self._dispatch
         )
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
@@ -46,33 +88,44 @@ class HfGitApp:
             log.error("database unavailable while serving %s", environ.get("PATH_INFO"))
             return responses.text(503, responses.UNAVAILABLE_MESSAGE)(environ, start_response)
 
-    def _route(self, environ: dict, start_response) -> Iterable[bytes]:
+    def _dispatch(self, environ: dict, start_response) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         raw = (environ.get("RAW_URI") or environ.get("REQUEST_URI") or path).split("?", 1)[0]
         if path != "/" and not (is_canonical(raw) and is_canonical(path)):
             return responses.text(400, "Non-canonical path.")(environ, start_response)
-        if path == "/healthz":
-            ok = self.accounts.store.ping()
-            answer = (
-                responses.text(200, "ok")
-                if ok
-                else responses.text(503, responses.UNAVAILABLE_MESSAGE)
-            )
-            return answer(environ, start_response)
-        if path == "/":
-            return responses.text(200, "hfgit: git over smart HTTP with user access tokens.")(
-                environ, start_response
-            )
-        if path.startswith("/api/"):
-            return self.api(environ, start_response)
-        if self.pages.handles(path):
-            return self.pages(environ, start_response)
-        target = parse_repo_path(path)
-        if target is not None and target.rest.startswith("info/lfs/"):
-            return self.lfs(environ, start_response, target)
-        if target is not None:
-            return self.git(environ, start_response, target)
-        return responses.text(404, "Not found.")(environ, start_response)
+        urls = URL_MAP.bind_to_environ(environ)
+        try:
+            endpoint, args = urls.match()
+        except NotFound:
+            surface = surface_of(path)
+            refusal = Refusal(404, NOT_FOUND.get(surface, "Not found."))
+            return self._refuse(surface, refusal, environ, start_response)
+        except MethodNotAllowed as error:
+            allowed = sorted(error.valid_methods or ())
+            surface = urls.match(method=allowed[0])[0].partition(".")[0] if allowed else "site"
+            refusal = Refusal(405, f"Use {' or '.join(allowed)} for this URL.")
+            return self._refuse(surface, refusal, environ, start_response)
+        surface_name, _, handler_name = endpoint.partition(".")
+        surface = self.surfaces[surface_name]
+        request = surface.request_class(environ)
+        try:
+            answer = getattr(surface, handler_name)(request, **args)
+        except Refusal as refusal:
+            answer = surface.refuse(refusal, request)
+        except DOMAIN_ERRORS as error:
+            answer = surface.refuse(refusal_for(error), request)
+        except HTTPException as error:  # from werkzeug's parsers: a body over its limit
+            refusal = Refusal(error.code or 400, error.description or "Bad request.")
+            answer = surface.refuse(refusal, request)
+        if isinstance(answer, Response):
+            answer = surface.finish(request, answer)
+        return answer(environ, start_response)
+
+    def _refuse(self, name: str, refusal: Refusal, environ: dict, start_response):
+        surface = self.surfaces[name]
+        request = surface.request_class(environ)
+        response = surface.finish(request, surface.refuse(refusal, request))
+        return response(environ, start_response)
 
 
 def create_app(settings: Settings | None = None, accounts: Accounts | None = None) -> HfGitApp:

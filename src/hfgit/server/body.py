@@ -14,16 +14,13 @@ from typing import BinaryIO
 from werkzeug.wsgi import get_input_stream
 
 from ..config import MiB
+from .refusal import Refusal
 
 _CHUNK = 64 * 1024
 
 
-class BodyError(ValueError):
+class BodyError(Refusal):
     """A request body that cannot be accepted; ``status`` is the HTTP answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class BodyTooLarge(BodyError):

@@ -1,4 +1,8 @@
-"""Who is calling and what they may do on one repository: shared by git, LFS and the API."""
+"""Who is calling and what they may do on one repository: shared by git, LFS and the API.
+
+Every "no" the gate gives is a :class:`~hfgit.server.refusal.Refusal`; the surface that
+asked renders it in its own dialect.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,23 @@ from werkzeug.datastructures import Authorization
 from ..accounts import Accounts, AuthError, Caller, RepoRecord
 from ..names import RepoId
 from ..policy import Action, Decision, decide
+from .refusal import Refusal
+
+#: What git (and git-lfs) show for credentials that identify nobody, by kind.
+BAD_CREDENTIALS = {
+    "password": (
+        "Password authentication in git is no longer supported. "
+        "You must use a user access token instead."
+    ),
+    "org_token": (
+        "Organization API tokens (api_org_...) are deprecated and no longer accepted. "
+        "You must use a user access token instead."
+    ),
+    "invalid": (
+        "Invalid username or password. The token is unknown, expired, deleted or was "
+        "refreshed: create a new one or use the refreshed value."
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -16,6 +37,11 @@ class Access:
     caller: Caller | None
     repo: RepoRecord | None
     decision: Decision
+
+
+def bad_credentials(error: AuthError) -> Refusal:
+    """The 401 for credentials that identify nobody; ``reason`` is the kind of mistake."""
+    return Refusal(401, BAD_CREDENTIALS[error.kind], challenge=True, reason=error.kind)
 
 
 def secret_from(environ: dict) -> str | None:
@@ -42,9 +68,15 @@ class Gate:
         self.accounts = accounts
 
     def caller(self, environ: dict) -> Caller | None:
-        """Resolve the request's credentials; raises :class:`AuthError` for bad ones."""
-        secret = secret_from(environ)
-        return None if secret is None else self.accounts.authenticate(secret)
+        """The request's caller, None when it sends no credentials.
+
+        Raises :class:`Refusal` (401) for credentials that identify nobody.
+        """
+        try:
+            secret = secret_from(environ)
+            return None if secret is None else self.accounts.authenticate(secret)
+        except AuthError as error:
+            raise bad_credentials(error) from None
 
     def check(self, caller: Caller | None, repo_id: RepoId, action: Action) -> Access:
         """Look the repository up once and decide; the answer is the same for hidden and missing."""
@@ -52,3 +84,14 @@ class Gate:
         principal = caller.principal if caller else None
         facts = record.facts if record else None
         return Access(caller, record, decide(principal, facts, action, granted=granted))
+
+    def require(self, caller: Caller | None, repo_id: RepoId, action: Action) -> Access:
+        """:meth:`check`, raising the policy's :class:`Refusal` unless ``action`` is allowed."""
+        access = self.check(caller, repo_id, action)
+        if not access.decision:
+            raise Refusal.from_deny(access.decision)
+        return access
+
+    def authorize(self, environ: dict, repo_id: RepoId, action: Action) -> Access:
+        """The request's caller and the repository, when ``action`` is allowed; else raises."""
+        return self.require(self.caller(environ), repo_id, action)

@@ -10,14 +10,11 @@ the form that made it, never stored or redirected through.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from werkzeug.exceptions import HTTPException, NotFound
-from werkzeug.routing import Map, Rule
 from werkzeug.utils import redirect, send_from_directory
 from werkzeug.wrappers import Request, Response
 
@@ -26,7 +23,9 @@ from ..accounts import Accounts, AccountsError, Conflict, InvalidInput, TokenRec
 from ..accounts import NotFound as AccountNotFound
 from ..config import Settings
 from .ratelimit import LoginLimiter
+from .refusal import Refusal
 from .sessions import Session, SessionCookies, csrf_matches, password_tag
+from .surface import Surface
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -75,7 +74,9 @@ class FormError(Exception):
     """A form value the user can correct; shown above the form."""
 
 
-class PagesService:
+class PagesService(Surface):
+    request_class = PageRequest
+
     def __init__(self, settings: Settings, accounts: Accounts) -> None:
         self.settings = settings
         self.accounts = accounts
@@ -94,39 +95,19 @@ class PagesService:
         )
         self.templates.filters["when"] = _when
         self.templates.globals["scope_summary"] = scope_summary
-        self.urls = Map(
-            [
-                Rule("/login", endpoint="login", methods=["GET", "POST"]),
-                Rule("/logout", endpoint="logout", methods=["POST"]),
-                Rule("/settings", endpoint="settings", methods=["GET"]),
-                Rule("/settings/tokens", endpoint="tokens", methods=["GET"]),
-                Rule("/settings/tokens/new", endpoint="new_token", methods=["POST"]),
-                Rule(
-                    "/settings/tokens/<int:token_id>/<any(refresh,delete):action>",
-                    endpoint="token_action",
-                    methods=["GET", "POST"],
-                ),
-                Rule("/static/<filename>", endpoint="static", methods=["GET"]),
-            ]
-        )
 
-    @staticmethod
-    def handles(path: str) -> bool:
-        return path in ("/login", "/logout", "/settings") or path.startswith(
-            ("/settings/", "/static/")
-        )
+    def refuse(self, refusal: Refusal, request: Request) -> Response:
+        """The pages' dialect: an HTML error page, or the way to the login form."""
+        if isinstance(refusal, LoginRequired):
+            return redirect(f"/login?next={quote(refusal.path, safe='/')}", 303)
+        return self._error(request, refusal.status, refusal.message)
 
-    def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
-        request = PageRequest(environ)
-        try:
-            endpoint, args = self.urls.bind_to_environ(environ).match()
-            response = getattr(self, f"_{endpoint}")(request, **args)
-        except HTTPException as exc:
-            response = self._error(request, exc.code or 400, exc.description or "Bad request.")
-        if endpoint_is_page(request.path):
+    def finish(self, request: Request, response: Response) -> Response:
+        """Every page, error pages too, carries the security headers."""
+        if not request.path.startswith("/static/"):
             for header, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(header, value)
-        return response(environ, start_response)
+        return response
 
     # Rendering
 
@@ -170,16 +151,21 @@ class PagesService:
     def _logged_in(self, request: Request) -> Session:
         session = self._session(request)
         if session is None or session.user is None:
-            raise _LoginRequired(request.path)
+            raise LoginRequired(request.path)
         return session
 
-    def _check_csrf(self, request: Request, session: Session | None) -> None:
+    @staticmethod
+    def _check_csrf(request: Request, session: Session | None) -> None:
         if not csrf_matches(session, request.form.get("csrf_token")):
-            raise _CsrfFailed()
+            raise Refusal(
+                403,
+                "This form was not sent from this site, or it expired. "
+                "Reload the page and try again.",
+            )
 
     # Login and logout
 
-    def _login(self, request: Request) -> Response:
+    def login(self, request: Request) -> Response:
         session = self._session(request)
         next_url = _safe_next(request.values.get("next"))
         if request.method == "GET":
@@ -190,8 +176,7 @@ class PagesService:
             if session is None:
                 self.cookies.save(response, fresh, secure=self._secure(request))
             return response
-        if not csrf_matches(session, request.form.get("csrf_token")):
-            return self._csrf_refused(request)
+        self._check_csrf(request, session)
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
         client = request.remote_addr or "unknown"
@@ -232,24 +217,15 @@ class PagesService:
         self.cookies.remember_device(response, canonical, secure=secure)
         return response
 
-    def _logout(self, request: Request) -> Response:
-        session = self._session(request)
-        if not csrf_matches(session, request.form.get("csrf_token")):
-            return self._csrf_refused(request)
+    def logout(self, request: Request) -> Response:
+        self._check_csrf(request, self._session(request))
         response = redirect("/login", 303)
         self.cookies.clear(response, secure=self._secure(request))
         return response
 
-    def _csrf_refused(self, request: Request) -> Response:
-        return self._error(
-            request,
-            403,
-            "This form was not sent from this site, or it expired. Reload the page and try again.",
-        )
-
     # Tokens
 
-    def _settings(self, request: Request) -> Response:
+    def settings(self, request: Request) -> Response:
         return redirect("/settings/tokens", 303)
 
     def _tokens_page(
@@ -273,21 +249,12 @@ class PagesService:
             **context,
         )
 
-    def _tokens(self, request: Request) -> Response:
-        try:
-            session = self._logged_in(request)
-        except _LoginRequired as needed:
-            return needed.response()
-        return self._tokens_page(request, session)
+    def tokens(self, request: Request) -> Response:
+        return self._tokens_page(request, self._logged_in(request))
 
-    def _new_token(self, request: Request) -> Response:
-        try:
-            session = self._logged_in(request)
-            self._check_csrf(request, session)
-        except _LoginRequired as needed:
-            return needed.response()
-        except _CsrfFailed:
-            return self._csrf_refused(request)
+    def new_token(self, request: Request) -> Response:
+        session = self._logged_in(request)
+        self._check_csrf(request, session)
         assert session.user is not None
         form = _read_form(request)
         if request.form.get("action") == "add_row":
@@ -310,20 +277,15 @@ class PagesService:
             )
         return self._tokens_page(request, session, shown=(record.name, secret), created=True)
 
-    def _token_action(self, request: Request, token_id: int, action: str) -> Response:
-        try:
-            session = self._logged_in(request)
-            if request.method == "POST":
-                self._check_csrf(request, session)
-        except _LoginRequired as needed:
-            return needed.response()
-        except _CsrfFailed:
-            return self._csrf_refused(request)
+    def token_action(self, request: Request, token_id: int, action: str) -> Response:
+        session = self._logged_in(request)
+        if request.method == "POST":
+            self._check_csrf(request, session)
         assert session.user is not None
         # Looked up among the session user's own tokens: another user's id is simply not found.
         token = self.accounts.user_token(session.user, token_id)
         if token is None:
-            raise NotFound("No such token among yours.")
+            raise Refusal(404, "No such token among yours.")
         if request.method == "GET":
             return self._render(request, "confirm.html", session, token=token, action=action)
         try:
@@ -332,30 +294,21 @@ class PagesService:
                 return self._tokens_page(request, session, notice=f"Token {token.name!r} deleted.")
             secret = self.accounts.refresh_token(session.user, token.name)
         except AccountsError as exc:
-            raise NotFound(str(exc)) from None
+            raise Refusal(404, str(exc)) from None
         return self._tokens_page(request, session, shown=(token.name, secret), refreshed=True)
 
-    def _static(self, request: Request, filename: str) -> Response:
+    def static(self, request: Request, filename: str) -> Response:
         response = send_from_directory(STATIC_DIR, filename, request.environ, max_age=3600)
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
 
-def endpoint_is_page(path: str) -> bool:
-    return not path.startswith("/static/")
+class LoginRequired(Refusal):
+    """A page that needs a logged-in session: answered with the way to the login form."""
 
-
-class _LoginRequired(Exception):
     def __init__(self, path: str) -> None:
-        super().__init__(path)
+        super().__init__(401, "Log in first.")
         self.path = path
-
-    def response(self) -> Response:
-        return redirect(f"/login?next={quote(self.path, safe='/')}", 303)
-
-
-class _CsrfFailed(Exception):
-    pass
 
 
 def _safe_next(value: str | None) -> str:

@@ -14,7 +14,7 @@ from dulwich.errors import GitProtocolError
 from dulwich.objects import valid_hexsha
 from dulwich.server import UploadPackHandler
 
-from ..config import Settings
+from ...config import Settings
 
 #: git itself keeps depths in an int.
 MAX_DEPTH = 2**31 - 1

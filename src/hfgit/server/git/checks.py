@@ -1,0 +1,269 @@
+"""Object checks for pushed packs, as ``git fsck`` does them, and the connectivity walk.
+
+Commits, trees and tags are parsed strictly and checked in full; blobs by size only. Tree
+entries named ``.git`` in any filesystem's spelling (HFS+, NTFS) are refused, as are
+``.gitmodules`` that are symlinks or carry option-like URLs and paths. Every new tip
+must then be connected: each object it reaches is in the pack or already in the
+repository. Blobs over the size limit are named by path, for a pointer to Git LFS.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from dulwich.config import ConfigFile
+from dulwich.errors import ObjectFormatException
+from dulwich.object_format import ObjectFormat
+from dulwich.objects import S_IFGITLINK, Blob, Commit, ShaFile, Tag, Tree, parse_tree
+
+
+class PackRejected(Exception):
+    """The pack as a whole cannot be accepted; the message goes to ``unpack``."""
+
+
+_DIR_MODE = 0o040000
+_VALID_MODES = {_DIR_MODE, 0o100644, 0o100755, 0o120000, S_IFGITLINK, 0o100664}
+
+
+#: Code points HFS+ ignores when it compares names (git's ``next_hfs_char``).
+_HFS_IGNORED = dict.fromkeys(
+    [*range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF]
+)
+
+
+def _hfs_name(name: bytes) -> str:
+    """The name as HFS+ compares it: ignorable code points dropped.
+
+    Like git, a malformed UTF-8 sequence ends the name, so ``.git`` followed by one
+    still counts as ``.git``.
+    """
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError as error:
+        text = name[: error.start].decode("utf-8")
+    return text.translate(_HFS_IGNORED)
+
+
+def _ntfs_short_names(word: bytes, prefix: bytes) -> bytes:
+    """NTFS 8.3 names a file ``.<word>`` may get: ``gitmod~1``..``~4``, or the hashed
+    fall-back (``prefix`` cut to 0-6 characters, ``~``, digits: 8 characters)."""
+    hashed = (re.escape(prefix[:k]) + b"~[1-9][0-9]{%d}" % (6 - k) for k in range(7))
+    return b"|".join([re.escape(word[:6]) + b"~[1-4]", *hashed])
+
+
+# NTFS ignores trailing spaces and periods, and ``:`` starts an alternate data stream
+# (``.git::$INDEX_ALLOCATION`` is the directory ``.git``); git's ``is_ntfs_dotgit`` and
+# ``is_ntfs_dotgitmodules``. ASCII case-insensitive, as NTFS and git compare these.
+_NTFS_DOTGIT = re.compile(rb"(?:\.git|git~1)[ .]*(?:[:\\].*)?", re.IGNORECASE | re.DOTALL)
+_NTFS_DOTGITMODULES = re.compile(
+    rb"(?:\.gitmodules|" + _ntfs_short_names(b"gitmodules", b"gi7eba") + rb")[ .]*(?::.*)?",
+    re.IGNORECASE | re.DOTALL,
+)
+#: First bytes of every name the checks below can match (a name starting otherwise is
+#: skipped cheaply): ``.``, ``g``/``G``, ``~`` and the UTF-8 lead bytes of the HFS+
+#: ignorable code points.
+_SUSPECT_FIRST = frozenset(b".gG~\xe2\xef")
+
+
+def _is_dotgit(name: bytes) -> bool:
+    """``.git`` as any filesystem might read it (git's ``is_hfs_dotgit``/``is_ntfs_dotgit``)."""
+    hfs = _hfs_name(name)
+    return (hfs.isascii() and hfs.lower() == ".git") or bool(_NTFS_DOTGIT.fullmatch(name))
+
+
+def _is_gitmodules(name: bytes) -> bool:
+    """``.gitmodules`` as any filesystem might read it, 8.3 short names included."""
+    hfs = _hfs_name(name)
+    return (hfs.isascii() and hfs.lower() == ".gitmodules") or bool(
+        _NTFS_DOTGITMODULES.fullmatch(name)
+    )
+
+
+def _show(name: bytes) -> str:
+    """A tree entry name for a message: quoted, ASCII, invisible characters escaped."""
+    return ascii(name.decode("utf-8", "backslashreplace"))
+
+
+@dataclass
+class PackGraph:
+    """What the checks learned about the objects of one pack."""
+
+    kinds: dict[bytes, int] = field(default_factory=dict)
+    #: object -> (child, name in a tree or b"") for every object the pack holds.
+    links: dict[bytes, list[tuple[bytes, bytes]]] = field(default_factory=dict)
+    big_blobs: set[bytes] = field(default_factory=set)
+
+
+def check_tree(sha: bytes, raw: bytes, oid_length: int, gitmodules: dict[bytes, bytes]):
+    """Check a tree like ``git fsck`` and return its ``(child, name)`` links.
+
+    One strict parse does the work of dulwich's ``Tree.check`` (which parses the tree
+    twice more) plus the checks git adds: ``.git`` in any spelling (HFS+, NTFS),
+    ``.gitmodules`` (in any spelling) that is a symlink. ``.gitmodules`` blobs are
+    collected in ``gitmodules``, with the entry name that makes them one.
+    """
+    what = f"tree {sha.decode()}"
+    try:
+        entries = parse_tree(raw, oid_length, strict=True)
+    except ValueError as error:  # ObjectFormatException is a ValueError too
+        raise ObjectFormatException(f"{what}: {error}") from None
+    names: list[bytes] = []
+    keys: list[bytes] = []
+    children: list[tuple[bytes, bytes]] = []
+    for name, mode, child in entries:
+        if mode not in _VALID_MODES:
+            raise ObjectFormatException(f"{what}: invalid mode {mode:06o}")
+        if not name or name in (b".", b"..") or b"/" in name:
+            raise ObjectFormatException(f"{what}: invalid entry name {_show(name)}")
+        if name[0] in _SUSPECT_FIRST:
+            if _is_dotgit(name):
+                raise ObjectFormatException(
+                    f"{what}: entry {_show(name)} is .git on some filesystem"
+                )
+            if _is_gitmodules(name):
+                if mode == stat.S_IFLNK:
+                    raise ObjectFormatException(
+                        f"{what}: entry {_show(name)} is a .gitmodules that is a symlink"
+                    )
+                gitmodules.setdefault(child, name)
+        names.append(name)
+        keys.append(name + b"/" if mode == _DIR_MODE else name)
+        if mode != S_IFGITLINK:  # a submodule's commit lives in another repository
+            children.append((child, name))
+    if len(set(names)) != len(names):
+        raise ObjectFormatException(f"{what}: duplicate entries")
+    if keys != sorted(keys):
+        raise ObjectFormatException(f"{what}: entries not sorted")
+    return children
+
+
+def check_gitmodules(sha: bytes, data: bytes, name: bytes = b".gitmodules") -> None:
+    """Refuse option-like submodule URLs and paths (CVE-2018-17456 and friends).
+
+    ``name`` is the tree entry that makes the blob a ``.gitmodules``, for the message.
+    """
+    what = f".gitmodules blob {sha.decode()} (entry {_show(name)})"
+    try:
+        config = ConfigFile.from_file(_BytesReader(data))
+    except Exception:
+        raise ObjectFormatException(f"{what}: unparsable") from None
+    for section in config.sections():
+        if not section or section[0] != b"submodule":
+            continue
+        submodule = section[1] if len(section) > 1 else b""
+        if b".." in submodule.replace(b"\\", b"/").split(b"/"):
+            raise ObjectFormatException(f"{what}: invalid submodule name {_show(submodule)}")
+        for key in (b"url", b"path"):
+            try:
+                value = config.get(section, key)
+            except KeyError:
+                continue
+            if value.lstrip().startswith(b"-") or b"\n" in value:
+                raise ObjectFormatException(
+                    f"{what}: submodule {_show(submodule)} has an option-like {key.decode()}"
+                )
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self._lines = data.splitlines(keepends=True)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._lines)
+
+    def readlines(self) -> list[bytes]:
+        return self._lines
+
+
+class PackChecker:
+    """Checks each object of a pack as the indexer inflates it.
+
+    Commits, trees and tags are parsed and checked in full; blobs only by size, so
+    their content is never kept or parsed. ``.gitmodules`` blobs are known by the tree
+    entries that name them, which may come after the blob in the pack: :meth:`finish`
+    reads those few back from the finished pack.
+    """
+
+    def __init__(self, object_format: ObjectFormat, max_blob_bytes: int) -> None:
+        self.object_format = object_format
+        self.max_blob_bytes = max_blob_bytes
+        self.graph = PackGraph()
+        #: ``.gitmodules`` blob -> the tree entry name that makes it one.
+        self.gitmodules: dict[bytes, bytes] = {}
+
+    def add(self, sha: bytes, type_num: int, chunks: list[bytes]) -> None:
+        """Check one object; raise :class:`PackRejected` if it is malformed."""
+        try:
+            self._add(sha, type_num, chunks)
+        except (ObjectFormatException, ValueError, KeyError, AssertionError) as error:
+            raise PackRejected(f"bad object: {error}") from None
+
+    def _add(self, sha: bytes, type_num: int, chunks: list[bytes]) -> None:
+        graph = self.graph
+        graph.kinds[sha] = type_num
+        if type_num == Blob.type_num:
+            if sum(map(len, chunks)) > self.max_blob_bytes:
+                graph.big_blobs.add(sha)
+        elif type_num == Tree.type_num:
+            raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            graph.links[sha] = check_tree(sha, raw, self.object_format.oid_length, self.gitmodules)
+        else:
+            obj = ShaFile.from_raw_chunks(type_num, chunks, sha, object_format=self.object_format)
+            obj.check()
+            if isinstance(obj, Commit):
+                graph.links[sha] = [(obj.tree, b"")] + [(parent, b"") for parent in obj.parents]
+            elif isinstance(obj, Tag):
+                graph.links[sha] = [(obj.object[1], b"")]
+
+    def finish(self, get_raw: Callable[[bytes], tuple[int, bytes]]) -> PackGraph:
+        """Check the ``.gitmodules`` blobs of the pack; return what was learned.
+
+        Those over the blob limit are left to the walk, which refuses them by path.
+        ``.gitmodules`` already in the repository got there through this check.
+        """
+        graph = self.graph
+        for sha, name in self.gitmodules.items():
+            if graph.kinds.get(sha) == Blob.type_num and sha not in graph.big_blobs:
+                try:
+                    check_gitmodules(sha, get_raw(sha)[1], name)
+                except ObjectFormatException as error:
+                    raise PackRejected(f"bad object: {error}") from None
+        return graph
+
+
+@dataclass
+class TipReport:
+    missing: bytes | None = None
+    big_files: list[str] = field(default_factory=list)
+
+
+def walk_tip(tip: bytes, graph: PackGraph, in_repo: Callable[[bytes], bool]) -> TipReport:
+    """Everything reachable from ``tip`` is in the pack or in the repository.
+
+    Objects already in the repository are taken as complete: they only ever got there
+    through this same check. Paths are kept for blobs, to name files too large.
+    """
+    report = TipReport()
+    seen: set[bytes] = set()
+    pending: list[tuple[bytes, str]] = [(tip, "")]
+    while pending:
+        sha, path = pending.pop()
+        if sha in seen:
+            continue
+        seen.add(sha)
+        if sha in graph.kinds:
+            if sha in graph.big_blobs:
+                report.big_files.append(path)
+            is_tree = graph.kinds[sha] == Tree.type_num
+            for child, name in graph.links.get(sha, ()):
+                child_path = path
+                if is_tree:
+                    child_path = f"{path}/{name.decode('utf-8', 'replace')}".lstrip("/")
+                pending.append((child, child_path))
+        elif not in_repo(sha):
+            report.missing = sha
+            return report
+    return report

@@ -1,0 +1,152 @@
+"""Git engines: what answers ``git-upload-pack`` and ``git-receive-pack`` once the gate said yes.
+
+An engine is a factory that maps each service to a :class:`ServiceHandler`, given the
+limits and the push recorder of :class:`EngineContext`. ``dulwich`` is built in: hfgit's
+hardened dulwich handlers for both services. Another engine plugs in with
+:func:`register` and is chosen by ``Settings.git_engine``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from dulwich.protocol import ReceivableProtocol
+from dulwich.repo import Repo
+from dulwich.server import Backend, Handler
+
+from ...accounts import Caller, RepoRecord
+from .fetch import FetchLimits, HardenedUploadPackHandler
+from .push import HardenedReceivePackHandler, PushLimits
+from .refs import Command
+
+UPLOAD_PACK = "git-upload-pack"
+RECEIVE_PACK = "git-receive-pack"
+
+
+@dataclass(frozen=True)
+class GitSession:
+    """One git request the gate allowed: the service, the repository opened, who asked."""
+
+    service: str
+    repo: Repo
+    record: RepoRecord
+    caller: Caller | None
+
+
+class ServiceHandler(Protocol):
+    """Answers one git service statelessly, one HTTP request at a time."""
+
+    def advertise(self, session: GitSession, write: Callable[[bytes], object]) -> None:
+        """Write the ref advertisement that follows the ``# service=`` header."""
+
+    def serve(
+        self,
+        session: GitSession,
+        read: Callable[[int], bytes],
+        write: Callable[[bytes], object],
+    ) -> None:
+        """Read one request body with ``read`` and write the whole answer with ``write``.
+
+        Raise :class:`~hfgit.server.refusal.Refusal` to refuse before any answer is
+        written, :class:`~.fetch.FetchRefused` for an in-protocol ``ERR``.
+        """
+
+
+@dataclass(frozen=True)
+class EngineContext:
+    """What every engine is built with."""
+
+    fetch_limits: FetchLimits
+    push_limits: PushLimits
+    #: Called with the ref updates of every push that went through, for the audit.
+    record_push: Callable[[GitSession, list[Command]], None]
+
+
+Engine = Callable[[EngineContext], Mapping[str, ServiceHandler]]
+
+ENGINES: dict[str, Engine] = {}
+
+
+def register(name: str, engine: Engine) -> None:
+    """Make ``engine`` available as ``Settings.git_engine == name``."""
+    ENGINES[name] = engine
+
+
+def service_handlers(name: str, context: EngineContext) -> Mapping[str, ServiceHandler]:
+    """The handlers of engine ``name`` for both services."""
+    try:
+        engine = ENGINES[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown git engine {name!r}: use one of {', '.join(sorted(ENGINES))}."
+        ) from None
+    return engine(context)
+
+
+class OneRepoBackend(Backend):
+    """Hands dulwich exactly the repository the gate resolved, whatever path it asks for."""
+
+    def __init__(self, repo: Repo) -> None:
+        self.repo = repo
+
+    def open_repository(self, path: str) -> Repo:
+        return self.repo
+
+
+class DulwichService:
+    """A dulwich protocol handler, run statelessly over one HTTP request.
+
+    ``make_handler(session, proto, **kwargs)`` builds the handler; ``kwargs`` carries
+    ``advertise_refs=True`` for the advertisement.
+    """
+
+    def __init__(self, make_handler: Callable[..., Handler]) -> None:
+        self.make_handler = make_handler
+
+    def advertise(self, session: GitSession, write: Callable[[bytes], object]) -> None:
+        proto = ReceivableProtocol(_no_input, write)
+        self.make_handler(session, proto, advertise_refs=True).handle()
+
+    def serve(
+        self,
+        session: GitSession,
+        read: Callable[[int], bytes],
+        write: Callable[[bytes], object],
+    ) -> None:
+        self.make_handler(session, ReceivableProtocol(read, write)).handle()
+
+
+def _no_input(size: int = -1) -> bytes:
+    return b""
+
+
+def dulwich_engine(context: EngineContext) -> Mapping[str, ServiceHandler]:
+    """hfgit's hardened dulwich handlers: bounded fetches, checked and atomic pushes."""
+
+    def upload_pack(session: GitSession, proto, **kwargs) -> Handler:
+        return HardenedUploadPackHandler(
+            OneRepoBackend(session.repo),
+            ["/"],
+            proto,
+            stateless_rpc=True,
+            limits=context.fetch_limits,
+            **kwargs,
+        )
+
+    def receive_pack(session: GitSession, proto, **kwargs) -> Handler:
+        return HardenedReceivePackHandler(
+            OneRepoBackend(session.repo),
+            ["/"],
+            proto,
+            stateless_rpc=True,
+            limits=context.push_limits,
+            on_push=lambda refs: context.record_push(session, refs),
+            **kwargs,
+        )
+
+    return {UPLOAD_PACK: DulwichService(upload_pack), RECEIVE_PACK: DulwichService(receive_pack)}
+
+
+register("dulwich", dulwich_engine)
