@@ -153,10 +153,17 @@ class Git:
         helper = f'!f() {{ test "$1" = get && {answer}; }}; f'
         self.config = ["-c", "credential.helper=", "-c", f"credential.helper={helper}"]
 
-    def run(self, *args: str, input: bytes | None = None, timeout: float = 600) -> bytes:
+    def run(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        input: bytes | None = None,
+        timeout: float = 600,
+    ) -> bytes:
         """Run git; return its output, or raise :class:`BenchError` with its error."""
         result = subprocess.run(
             ["git", *self.config, *args],
+            cwd=cwd,
             input=input,
             capture_output=True,
             env=self.env,
