@@ -13,10 +13,12 @@ import os
 import random
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 #: The account the benchmarks create, own their repositories with and push as.
@@ -113,6 +115,49 @@ class ServerProcess:
             self.process.kill()
             self.process.wait()
 
+    def rss_mib(self) -> float:
+        """The largest resident memory of the server and its direct children (workers)."""
+        pid = self.process.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except FileNotFoundError:
+            return 0.0
+        return max(_rss_mib(p) for p in (pid, *map(int, children)))
+
+    @contextmanager
+    def peak_rss(self, peaks: list[float]) -> Iterator[None]:
+        """Sample :meth:`rss_mib` while the block runs; append the largest value seen.
+
+        Sampled every 20 ms from a thread: a worker that buffers a whole object shows up
+        even if it frees the memory before the block ends.
+        """
+        done = threading.Event()
+        seen = [0.0]
+
+        def sample() -> None:
+            while not done.is_set():
+                seen[0] = max(seen[0], self.rss_mib())
+                done.wait(0.02)
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+            peaks.append(seen[0])
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
 
 # git
 
@@ -176,10 +221,10 @@ class Git:
             )
         return result.stdout
 
-    def timed(self, *args: str) -> float:
+    def timed(self, *args: str, cwd: Path | None = None) -> float:
         """Run git; return the wall time it took in seconds."""
         start = time.perf_counter()
-        self.run(*args)
+        self.run(*args, cwd=cwd)
         return time.perf_counter() - start
 
     def head(self, git_dir: Path) -> str:
