@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from support import git_env
+
 SRC = Path(__file__).resolve().parent.parent / "src"
 REQUEST = b"protocol=https\nhost=example.com\n\n"
 
@@ -45,16 +47,8 @@ def sandbox(root: Path) -> dict[str, str]:
     installed = shutil.which("git-credential-hf", path=os.path.dirname(sys.executable))
     if installed is None:  # not pip-installed: the lean launcher stands in
         (bin_dir / "git-credential-hf").symlink_to(lean)
-    env = {
-        "HOME": str(root),
-        "XDG_CONFIG_HOME": str(root / ".config"),
-        "PATH": os.pathsep.join(
-            [str(bin_dir), os.path.dirname(sys.executable), os.environ["PATH"]]
-        ),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_TERMINAL_PROMPT": "0",
-        "LC_ALL": "C",
-    }
+    path = os.pathsep.join([str(bin_dir), os.path.dirname(sys.executable), os.environ["PATH"]])
+    env = {**git_env(root), "PATH": path}
     entry = b"protocol=https\nhost=example.com\nusername=bench\npassword=bench-secret\n\n"
     for helper in ("hf", "store"):
         subprocess.run(

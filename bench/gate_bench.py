@@ -46,15 +46,12 @@ import platform
 import random
 import secrets
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +77,17 @@ from hfgit.store import tokens as tokens_table
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 from _dulwich_app import RootBackend  # noqa: E402
+from support import (  # noqa: E402
+    TOKEN_ENV,
+    USER,
+    BenchError,
+    Git,
+    ServerProcess,
+    bigfiles_stream,
+    free_port,
+    history_stream,
+    load_average,
+)
 
 SERVERS = ("gate", "dulwich", "http-backend")
 #: The gate again, on a public copy of each repository, cloned and fetched anonymously:
@@ -88,24 +96,11 @@ ANONYMOUS = "gate-anon"
 OPERATIONS = ("clone", "fetch", "push")
 WORKERS = 2
 THREADS = 8  # hfgit serve's default (ServeOptions.threads)
-OWNER = "bench"
-#: The variable that carries the token to the credential helper, and only to it.
-TOKEN_ENV = "BENCH_GIT_TOKEN"
 CLONE_GOAL = 1.05
 REQUEST_GOAL_US = 1000.0
 
 
-class BenchError(RuntimeError):
-    """A step of the benchmark failed; the message says which and why."""
-
-
 # Helpers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -113,164 +108,25 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-class Git:
-    """The real git in an isolated HOME; a throwaway credential helper supplies the token.
-
-    The token lives in an environment variable of the git process only, never in a URL,
-    an argument or the output. The helper is configured for every server alike; git
-    asks it only after a 401.
-    """
-
-    def __init__(self, home: Path, token: str) -> None:
-        home.mkdir(parents=True, exist_ok=True)
-        self.env = {
-            "HOME": str(home),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "PATH": os.environ["PATH"],
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_AUTHOR_NAME": "Bench",
-            "GIT_AUTHOR_EMAIL": "bench@example.com",
-            "GIT_COMMITTER_NAME": "Bench",
-            "GIT_COMMITTER_EMAIL": "bench@example.com",
-            "LC_ALL": "C",
-            TOKEN_ENV: token,
-        }
-        answer = f'echo username={OWNER} && echo "password=${TOKEN_ENV}"'
-        helper = f'!f() {{ test "$1" = get && {answer}; }}; f'
-        self.config = ["-c", "credential.helper=", "-c", f"credential.helper={helper}"]
-
-    def run(self, *args: str, input: bytes | None = None, timeout: float = 600) -> str:
-        result = subprocess.run(
-            ["git", *self.config, *args],
-            input=input,
-            capture_output=True,
-            env=self.env,
-            timeout=timeout,
-        )
-        if result.returncode != 0:
-            raise BenchError(
-                f"git {' '.join(args[:2])} failed ({result.returncode}):\n"
-                f"{result.stderr.decode(errors='replace')[-2000:]}"
-            )
-        return result.stdout.decode().strip()
-
-    def timed(self, *args: str) -> float:
-        start = time.perf_counter()
-        self.run(*args)
-        return time.perf_counter() - start
-
-    def head(self, git_dir: Path) -> str:
-        return self.run("--git-dir", str(git_dir), "rev-parse", "refs/heads/main")
-
-
-# Source repositories
-
-
-def history_stream(commits: int, files: int = 50, seed: int = 2) -> bytes:
-    """A fast-import stream: ``commits`` commits, each rewriting three ~2 KB text files."""
-    rng = random.Random(seed)
-    words = [f"{rng.getrandbits(32):08x}" for _ in range(4000)]
-    parts: list[bytes] = []
-    for i in range(commits):
-        message = f"change {i}\n".encode()
-        parts.append(b"commit refs/heads/main\n")
-        parts.append(b"committer Bench <bench@example.com> %d +0000\n" % (1_700_000_000 + 60 * i))
-        parts.append(b"data %d\n%s\n" % (len(message), message))
-        touched = range(files) if i == 0 else rng.sample(range(files), 3)
-        for f in touched:
-            lines = (" ".join(rng.choices(words, k=8)) for _ in range(28))
-            content = ("\n".join(lines) + "\n").encode()
-            parts.append(b"M 100644 inline src/file%02d.txt\n" % f)
-            parts.append(b"data %d\n%s\n" % (len(content), content))
-    return b"".join(parts)
-
-
-def bigfile_stream(size: int, seed: int = 3) -> bytes:
-    """A fast-import stream: one commit with one incompressible file of ``size`` bytes."""
-    content = random.Random(seed).randbytes(size)
-    message = b"add weights\n"
-    return b"".join(
-        [
-            b"commit refs/heads/main\n",
-            b"committer Bench <bench@example.com> 1700000000 +0000\n",
-            b"data %d\n%s\n" % (len(message), message),
-            b"M 100644 inline model.bin\n",
-            b"data %d\n" % len(content),
-            content,
-            b"\n",
-        ]
-    )
-
-
-def make_source(git: Git, path: Path, stream: bytes) -> str:
-    git.run("init", "--bare", "-q", "-b", "main", str(path))
-    git.run("--git-dir", str(path), "fast-import", "--quiet", input=stream)
-    return git.head(path)
-
-
-def seed_bare(git: Git, source: Path, target: Path) -> None:
-    """Copy ``source``'s main into an existing bare repo, packed the same way everywhere."""
-    git.run("--git-dir", str(source), "push", "-q", str(target), "main")
-    git.run("--git-dir", str(target), "repack", "-adq")
-
-
 # Servers
 
 
 @dataclass
 class Server:
+    """One of the servers compared, and how to make a repository on it."""
+
     name: str
-    url: str
-    process: subprocess.Popen
-    log: Path
+    process: ServerProcess
+    new_repo: Callable[[str, bool], Path]
     #: repository name -> its bare directory on disk, for checking what a push left there.
     dirs: dict[str, Path] = field(default_factory=dict)
-    new_repo: Callable[[str, bool], Path] | None = None
 
     def repo_url(self, repo: str) -> str:
-        return f"{self.url}/{OWNER}/{repo}"
+        return f"{self.process.url}/{USER}/{repo}"
 
     def add_repo(self, repo: str, public: bool = False) -> Path:
-        assert self.new_repo is not None
         self.dirs[repo] = self.new_repo(repo, public)
         return self.dirs[repo]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 30) -> None:
-    """Wait until ``url`` gives any HTTP answer (404 included)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"server for {url} exited:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise BenchError(f"server for {url} did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def spawn(name: str, command: list[str], log: Path, env: dict[str, str], probe: str) -> Server:
-    port = free_port()
-    command = [part.replace("{port}", str(port)) for part in command]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}
-        )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url + probe, process, log)
-    return Server(name, url, process, log)
 
 
 def start_gate(work: Path, max_blob: int) -> tuple[Server, str]:
@@ -278,51 +134,47 @@ def start_gate(work: Path, max_blob: int) -> tuple[Server, str]:
     data_dir = work / "gate-data"
     settings = Settings.load(data_dir)
     accounts = Accounts.open(settings)
-    accounts.create_user(OWNER)
-    token, _ = accounts.create_token(OWNER, "bench", "write")
+    accounts.create_user(USER)
+    token, _ = accounts.create_token(USER, "bench", "write")
 
     def new_repo(repo: str, public: bool) -> Path:
         record = accounts.create_repo(
-            RepoId(type="model", namespace=OWNER, name=repo), private=not public
+            RepoId(type="model", namespace=USER, name=repo), private=not public
         )
         return accounts.repo_path(record)
 
+    port = free_port()
     command = [sys.executable, "-m", "hfgit.cli", "serve", "--data-dir", str(data_dir)]
-    command += ["--port", "{port}", "--workers", str(WORKERS)]
+    command += ["--port", str(port), "--workers", str(WORKERS)]
     # The default blob limit sends files over 10 MiB to Git LFS; this benchmark pushes
     # the large file through git itself, as it does to the other two servers.
     env = {"HFGIT_MAX_BLOB_BYTES": str(max_blob)}
-    server = spawn("gate", command, work / "gate.log", env, "/healthz")
-    server.new_repo = new_repo
-    return server, token
+    process = ServerProcess.start(command, port, work / "gate.log", env=env)
+    return Server("gate", process, new_repo), token
 
 
 def start_dulwich(work: Path, git: Git) -> Server:
     root = work / "dulwich-root"
-    (root / OWNER).mkdir(parents=True)
+    (root / USER).mkdir(parents=True)
+    port = free_port()
     command = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread"]
     command += ["--workers", str(WORKERS), "--threads", str(THREADS)]
-    command += ["--timeout", "120", "--keep-alive", "5", "--bind", "127.0.0.1:{port}"]
+    command += ["--timeout", "120", "--keep-alive", "5", "--bind", f"127.0.0.1:{port}"]
     command += ["--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT]
     command += ["--no-control-socket", "--pythonpath", str(BENCH_DIR), "_dulwich_app:create_app()"]
-    server = spawn("dulwich", command, work / "dulwich.log", {"BENCH_DULWICH_ROOT": str(root)}, "/")
-    server.new_repo = lambda repo, public: _init_bare(git, root / OWNER / repo)
-    return server
+    env = {"BENCH_DULWICH_ROOT": str(root)}
+    process = ServerProcess.start(command, port, work / "dulwich.log", probe="/", env=env)
+    return Server("dulwich", process, lambda repo, public: git.init_bare(root / USER / repo))
 
 
 def start_http_backend(work: Path, git: Git) -> Server:
     root = work / "cgi-root"
-    (root / OWNER).mkdir(parents=True)
-    command = [sys.executable, str(BENCH_DIR / "_cgi_server.py"), "--port", "{port}"]
+    (root / USER).mkdir(parents=True)
+    port = free_port()
+    command = [sys.executable, str(BENCH_DIR / "_cgi_server.py"), "--port", str(port)]
     command += ["--root", str(root)]
-    server = spawn("http-backend", command, work / "cgi.log", {}, "/")
-    server.new_repo = lambda repo, public: _init_bare(git, root / OWNER / repo)
-    return server
-
-
-def _init_bare(git: Git, path: Path) -> Path:
-    git.run("init", "--bare", "-q", "-b", "main", str(path))
-    return path
+    process = ServerProcess.start(command, port, work / "cgi.log", probe="/")
+    return Server("http-backend", process, lambda repo, public: git.init_bare(root / USER / repo))
 
 
 # Git operations
@@ -338,14 +190,14 @@ class Dataset:
 
 def bench_git(work: Path, runs: int, big_size: int, commits: int) -> tuple[dict, float]:
     """Clone, no-op fetch and push through each server; returns the seconds measured."""
-    git = Git(work / "home", "")
+    git = Git(work / "home")
     print(f"building sources: {commits} commits, one {big_size / MiB:.0f} MB file ...", flush=True)
     datasets = [
         Dataset("history", f"{commits} commits", work / "src-history.git", ""),
         Dataset("bigfile", f"{big_size / MiB:.0f} MB file", work / "src-bigfile.git", ""),
     ]
-    datasets[0].head = make_source(git, datasets[0].source, history_stream(commits))
-    datasets[1].head = make_source(git, datasets[1].source, bigfile_stream(big_size))
+    datasets[0].head = git.import_bare(datasets[0].source, history_stream(commits))
+    datasets[1].head = git.import_bare(datasets[1].source, bigfiles_stream(1, big_size))
 
     servers: list[Server] = []
     try:
@@ -357,16 +209,16 @@ def bench_git(work: Path, runs: int, big_size: int, commits: int) -> tuple[dict,
         total = runs + 1  # the first run warms caches and is not counted
         for server in servers:
             for data in datasets:
-                seed_bare(git, data.source, server.add_repo(data.name))
+                git.seed(data.source, server.add_repo(data.name))
                 if server is gate:
-                    seed_bare(git, data.source, server.add_repo(f"{data.name}-public", True))
+                    git.seed(data.source, server.add_repo(f"{data.name}-public", True))
                 for run in range(total):
                     server.add_repo(f"push-{data.name}-{run}")
         seconds = _measure(work, git, servers, datasets, total)
         return seconds, credential_cost(git, 20)
     finally:
         for server in servers:
-            server.stop()
+            server.process.stop()
 
 
 def _measure(work: Path, git: Git, servers: list[Server], datasets: list[Dataset], total: int):
@@ -412,7 +264,8 @@ def credential_cost(git: Git, count: int) -> float:
     spent = []
     for _ in range(count):
         start = time.perf_counter()
-        answer = git.run("credential", "fill", input=request)  # holds the token: not printed
+        # The answer holds the token: it is checked, never printed.
+        answer = git.run("credential", "fill", input=request).decode()
         spent.append(time.perf_counter() - start)
         if f"password={git.env[TOKEN_ENV]}" not in answer.splitlines():
             raise BenchError("the credential helper did not answer with the token")
@@ -603,7 +456,7 @@ def pick_probes(accounts: Accounts, secrets_out, count: int) -> list[Probe]:
 
 
 def _environ(path: str, secret: str) -> dict:
-    basic = base64.b64encode(f"{OWNER}:{secret}".encode()).decode()
+    basic = base64.b64encode(f"{USER}:{secret}".encode()).decode()
     builder = EnvironBuilder(
         path=path,
         query_string={"service": "git-upload-pack"},
@@ -749,11 +602,6 @@ def machine_facts() -> list[str]:
     ]
 
 
-def _load() -> str:
-    """The 1-minute load average: on a shared machine, how much else was running."""
-    return f"{os.getloadavg()[0]:.1f}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="measured runs per case (default 5)")
@@ -775,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="hfgit-bench-"))
     output = ["", *machine_facts(), ""]
-    load_before = _load()
+    load_before = load_average(windows=1, digits=1)
     raw: dict = {}
     started = time.perf_counter()
     try:
@@ -788,9 +636,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
             output += [*report_git(seconds, datasets, runs, helper), ""]
         if args.part in ("all", "auth"):
-            git = Git(work / "home", "")
+            git = Git(work / "home")
             source = work / "src-auth.git"
-            make_source(git, source, history_stream(commits))
+            git.import_bare(source, history_stream(commits))
             output += bench_auth(work, iterations, source, git)
     except BenchError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
@@ -798,7 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     output.append(
         f"\ntotal time: {time.perf_counter() - started:.0f} s; load average before "
-        f"{load_before}, after {_load()}"
+        f"{load_before}, after {load_average(windows=1, digits=1)}"
     )
     print("\n".join(output))
     if args.json:

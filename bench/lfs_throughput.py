@@ -19,69 +19,21 @@ import base64
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
+from support import USER, Git, ServerProcess, free_port
+
 from hfgit.accounts import Accounts
-from hfgit.config import Settings
+from hfgit.config import MiB, Settings
 from hfgit.names import RepoId
 
-MiB = 1024 * 1024
 MEDIA = "application/vnd.git-lfs+json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def server_processes(master: int) -> list[int]:
-    """The gunicorn master and its workers."""
-    try:
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    except FileNotFoundError:
-        return []
-    return [master, *(int(pid) for pid in children)]
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        pass
-    return 0.0
-
-
-@contextmanager
-def peak_rss(master: int, peaks: list[float]):
-    """Sample every server process while the block runs; append the largest RSS seen."""
-    done = threading.Event()
-    seen = [0.0]
-
-    def sample() -> None:
-        while not done.is_set():
-            seen[0] = max([seen[0], *(rss_mib(pid) for pid in server_processes(master))])
-            done.wait(0.02)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-        peaks.append(seen[0])
 
 
 class Bench:
@@ -90,86 +42,43 @@ class Bench:
         self.size = megabytes * MiB
         self.data_dir = work / "data"
         self.accounts = Accounts.open(Settings.load(self.data_dir))
-        self.accounts.create_user("bench")
-        self.token, _ = self.accounts.create_token("bench", "bench", "write")
+        self.accounts.create_user(USER)
+        self.token, _ = self.accounts.create_token(USER, "bench", "write")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.home = work / "home"
-        self.home.mkdir()
-        self.env = {
-            "HOME": str(self.home),
-            "PATH": os.environ["PATH"],
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_AUTHOR_NAME": "bench",
-            "GIT_AUTHOR_EMAIL": "bench@example.com",
-            "GIT_COMMITTER_NAME": "bench",
-            "GIT_COMMITTER_EMAIL": "bench@example.com",
-            "BENCH_TOKEN": self.token,
-        }
+        self.git = Git(work / "home", self.token)
         self._counter = 0
 
-    def start(self) -> subprocess.Popen:
-        log = (self.work / "serve.log").open("wb")
+    def start(self) -> ServerProcess:
         command = [sys.executable, "-m", "hfgit.cli", "serve", "--data-dir", str(self.data_dir)]
         command += ["--port", str(self.port), "--workers", "2"]
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.url}/healthz", timeout=2).close()
-                return process
-            except OSError:
-                time.sleep(0.1)
-        process.terminate()
-        raise RuntimeError("hfgit serve did not start; see serve.log")
-
-    def git(self, *args: str, cwd: Path | None = None) -> float:
-        helper = (
-            '!f() { test "$1" = get && echo username=bench && echo "password=$BENCH_TOKEN"; }; f'
-        )
-        started = time.perf_counter()
-        subprocess.run(
-            ["git", "-c", f"credential.helper={helper}", *args],
-            cwd=cwd,
-            env=self.env,
-            check=True,
-            capture_output=True,
-        )
-        return time.perf_counter() - started
+        return ServerProcess.start(command, self.port, self.work / "serve.log")
 
     def new_repo(self) -> RepoId:
         self._counter += 1
-        repo = RepoId("model", "bench", f"run{self._counter}")
+        repo = RepoId("model", USER, f"run{self._counter}")
         self.accounts.create_repo(repo)
         return repo
 
     def prepare(self) -> tuple[Path, str]:
         """A work tree with the big object committed (hashing happens here, untimed)."""
         source = self.work / "source"
-        self.git("lfs", "install", "--skip-repo")
-        self.git("init", "-q", "-b", "main", str(source))
-        self.git("lfs", "track", "*.safetensors", cwd=source)
+        self.git.run("lfs", "install", "--skip-repo")
+        self.git.run("init", "-q", "-b", "main", str(source))
+        self.git.run("lfs", "track", "*.safetensors", cwd=source)
         with (source / "model.safetensors").open("wb") as out:
             for _ in range(self.size // MiB):
                 out.write(os.urandom(MiB))
-        self.git("add", ".", cwd=source)
-        self.git("commit", "-q", "-m", "weights", cwd=source)
-        pointer = subprocess.run(
-            ["git", "show", "HEAD:model.safetensors"],
-            cwd=source,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        self.git.run("add", ".", cwd=source)
+        self.git.run("commit", "-q", "-m", "weights", cwd=source)
+        pointer = self.git.run("show", "HEAD:model.safetensors", cwd=source).decode()
         oid = pointer.split("oid sha256:")[1].split()[0]
         return source, oid
 
     def signed(self, repo: RepoId, operation: str, oid: str) -> str:
         """A transfer URL from the batch API (the token travels in a header only)."""
         body = {"operation": operation, "objects": [{"oid": oid, "size": self.size}]}
-        basic = base64.b64encode(f"bench:{self.token}".encode()).decode()
+        basic = base64.b64encode(f"{USER}:{self.token}".encode()).decode()
         request = urllib.request.Request(
             f"{self.url}/{repo.url_path}.git/info/lfs/objects/batch",
             data=json.dumps(body).encode(),
@@ -228,28 +137,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"preparing a {args.megabytes} MB LFS object ...", flush=True)
         source, oid = bench.prepare()
-        idle = max(rss_mib(pid) for pid in server_processes(server.pid))
+        idle = server.rss_mib()
         for run in range(args.runs):
             print(f"run {run + 1}/{args.runs} ...", flush=True)
             repo = bench.new_repo()
             url = f"{bench.url}/{repo.url_path}"
             clone = work / "clone"
-            with peak_rss(server.pid, peaks["git"]):
-                seconds["push"].append(bench.git("push", "-q", url, "main", cwd=source))
-                seconds["clone"].append(bench.git("clone", "-q", url, str(clone)))
+            with server.peak_rss(peaks["git"]):
+                seconds["push"].append(bench.git.timed("push", "-q", url, "main", cwd=source))
+                seconds["clone"].append(bench.git.timed("clone", "-q", url, str(clone)))
                 shutil.rmtree(clone)
                 # The download alone, without git-lfs's copy into the work tree.
-                bench.env["GIT_LFS_SKIP_SMUDGE"] = "1"
-                bench.git("clone", "-q", url, str(clone))
-                del bench.env["GIT_LFS_SKIP_SMUDGE"]
-                seconds["fetch"].append(bench.git("lfs", "fetch", cwd=clone))
+                bench.git.env["GIT_LFS_SKIP_SMUDGE"] = "1"
+                bench.git.run("clone", "-q", url, str(clone))
+                del bench.git.env["GIT_LFS_SKIP_SMUDGE"]
+                seconds["fetch"].append(bench.git.timed("lfs", "fetch", cwd=clone))
             shutil.rmtree(clone)
 
             other = bench.new_repo()
             put_url = bench.signed(other, "upload", oid)
             get_url = bench.signed(repo, "download", oid)
             target = work / "download"
-            with peak_rss(server.pid, peaks["curl"]):
+            with server.peak_rss(peaks["curl"]):
                 seconds["put"].append(
                     curl(
                         "-X",
@@ -266,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 seconds["verified"].append(curl_verified(get_url, target, oid))
             target.unlink()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
         bench.accounts.store.dispose()
         shutil.rmtree(work, ignore_errors=True)
 

@@ -31,21 +31,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from io import BytesIO
 from pathlib import Path
 
 from dulwich.protocol import ReceivableProtocol
 from dulwich.repo import Repo
 from dulwich.server import ReceivePackHandler, UploadPackHandler
+from support import (
+    USER,
+    BenchError,
+    Git,
+    ServerProcess,
+    bigfiles_stream,
+    free_port,
+    history_stream,
+    load_average,
+)
 
 from hfgit.accounts import Accounts
 from hfgit.config import MiB, Settings
@@ -56,33 +62,11 @@ from hfgit.server.receive import HardenedReceivePackHandler, PushLimits
 from hfgit.server.upload import FetchLimits, HardenedUploadPackHandler
 
 ZERO = b"0" * 40
-ENV = {
-    "PATH": os.environ["PATH"],
-    "HOME": "/nonexistent",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "b",
-    "GIT_AUTHOR_EMAIL": "b@example.com",
-    "GIT_COMMITTER_NAME": "b",
-    "GIT_COMMITTER_EMAIL": "b@example.com",
-    "LC_ALL": "C",
-}
 VARIANTS = ("dulwich", "hardened")
-OWNER = "bench"
-#: Carries the token to the credential helper, and only to it: never on a command line.
-TOKEN_ENV = "BENCH_GIT_TOKEN"
 
 
 def pkt(data: bytes) -> bytes:
     return f"{len(data) + 4:04x}".encode() + data
-
-
-def git(*args: str, cwd: Path | None = None, input: bytes | None = None, env=None) -> bytes:
-    result = subprocess.run(
-        ["git", *args], cwd=cwd, env=env or ENV, input=input, capture_output=True, timeout=600
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"git {args[0]} failed: {result.stderr.decode(errors='replace')}")
-    return result.stdout
 
 
 def median_line(label: str, times: dict[str, list[float]]) -> str:
@@ -91,27 +75,23 @@ def median_line(label: str, times: dict[str, list[float]]) -> str:
     return f"  {label:26} dulwich {base:7.3f}  hardened {ours:7.3f}  ratio {ours / base:.3f}"
 
 
-def load_average() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 # --- handlers in process ------------------------------------------------------------
 
 
-def make_source(root: Path, commits: int) -> tuple[bytes, bytes]:
+def make_source(git: Git, root: Path, commits: int) -> tuple[bytes, bytes]:
     """A work tree with history; returns (tip, pack of everything)."""
     work = root / "src"
-    git("init", "-q", "-b", "main", str(work), cwd=root)
+    git.run("init", "-q", "-b", "main", str(work), cwd=root)
     (work / "big.bin").write_bytes(os.urandom(8 * 1024 * 1024))
     for index in range(commits):
         for name in range(3):
             path = work / f"dir{name}" / f"file{index % 20}.txt"
             path.parent.mkdir(exist_ok=True)
             path.write_text(f"commit {index} file {name}\n" * 50)
-        git("add", "-A", cwd=work)
-        git("commit", "-q", "-m", f"c{index}", cwd=work)
-    tip = git("rev-parse", "HEAD", cwd=work).strip()
-    pack = git("pack-objects", "--all", "--stdout", "--revs", cwd=work, input=b"")
+        git.run("add", "-A", cwd=work)
+        git.run("commit", "-q", "-m", f"c{index}", cwd=work)
+    tip = git.run("rev-parse", "HEAD", cwd=work).strip()
+    pack = git.run("pack-objects", "--all", "--stdout", "--revs", cwd=work, input=b"")
     return tip, pack
 
 
@@ -129,7 +109,7 @@ def bench_handlers(runs: int, commits: int) -> None:
     fetch_limits = FetchLimits.from_settings(settings)
     with tempfile.TemporaryDirectory(prefix="hfgit-bench-") as tmp:
         root = Path(tmp)
-        tip, pack = make_source(root, commits)
+        tip, pack = make_source(Git(root / "home"), root, commits)
         empty = root / "empty.git"
         Repo.init_bare(str(empty), mkdir=True)
         push = pkt(ZERO + b" " + tip + b" refs/heads/main\0report-status ofs-delta\n")
@@ -217,104 +197,34 @@ def serve_plain(data_dir: str, port: int) -> None:
     _PlainServer(Settings.load(data_dir), ServeOptions(port=port)).run()
 
 
-def history_stream(commits: int, files: int = 50, seed: int = 2) -> bytes:
-    """fast-import: ``commits`` commits, each rewriting three ~2 KB text files."""
-    rng = random.Random(seed)
-    words = [f"{rng.getrandbits(32):08x}" for _ in range(4000)]
-    parts: list[bytes] = []
-    for index in range(commits):
-        message = f"change {index}\n".encode()
-        parts.append(b"commit refs/heads/main\n")
-        parts.append(b"committer B <b@example.com> %d +0000\n" % (1_700_000_000 + 60 * index))
-        parts.append(b"data %d\n%s\n" % (len(message), message))
-        for number in range(files) if index == 0 else rng.sample(range(files), 3):
-            text = "\n".join(" ".join(rng.choices(words, k=8)) for _ in range(28)) + "\n"
-            parts.append(b"M 100644 inline src/file%02d.txt\ndata %d\n" % (number, len(text)))
-            parts.append(text.encode() + b"\n")
-    return b"".join(parts)
-
-
-def bigfiles_stream(count: int, size: int, seed: int = 3) -> bytes:
-    """fast-import: one commit with ``count`` incompressible files of ``size`` bytes."""
-    rng = random.Random(seed)
-    parts = [b"commit refs/heads/main\ncommitter B <b@example.com> 1700000000 +0000\n"]
-    parts.append(b"data 8\nweights\n")
-    for index in range(count):
-        parts.append(b"M 100644 inline model-%d.bin\ndata %d\n" % (index, size))
-        parts.append(rng.randbytes(size) + b"\n")
-    return b"".join(parts)
-
-
-def start(command: list[str], port: int, log: Path) -> subprocess.Popen:
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                return process
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.1)
-    process.terminate()
-    raise RuntimeError(f"server on port {port} did not answer:\n{log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def bench_end_to_end(runs: int, commits: int) -> None:
     with tempfile.TemporaryDirectory(prefix="hfgit-bench-e2e-") as tmp:
         root = Path(tmp)
         data_dir = root / "data"
         settings = Settings.load(data_dir)
         accounts = Accounts.open(settings)
-        accounts.create_user(OWNER)
-        token, _ = accounts.create_token(OWNER, "bench", "write")
+        accounts.create_user(USER)
+        token, _ = accounts.create_token(USER, "bench", "write")
 
         def new_repo(name: str) -> Path:
-            record = accounts.create_repo(RepoId(type="model", namespace=OWNER, name=name))
+            record = accounts.create_repo(RepoId(type="model", namespace=USER, name=name))
             return accounts.repo_path(record)
 
-        home = root / "home"
-        home.mkdir()
-        answer = f'echo username={OWNER} && echo "password=${TOKEN_ENV}"'
-        helper = f'!f() {{ test "$1" = get && {answer}; }}; f'
-        env = {**ENV, "HOME": str(home), "GIT_TERMINAL_PROMPT": "0", TOKEN_ENV: token}
-        config = ["-c", "credential.helper=", "-c", f"credential.helper={helper}"]
+        git = Git(root / "home", token)
 
         datasets = {
             f"{commits} commits": history_stream(commits),
             "4 x 7.5 MB files": bigfiles_stream(4, 15 * MiB // 2),
         }
-        heads: dict[str, bytes] = {}
+        heads: dict[str, str] = {}
         sources: dict[str, Path] = {}
         total = runs + 1
         for index, (label, stream) in enumerate(datasets.items()):
             source = root / f"src-{index}.git"
-            git("init", "--bare", "-q", "-b", "main", str(source))
-            git("--git-dir", str(source), "fast-import", "--quiet", input=stream)
-            heads[label] = git("--git-dir", str(source), "rev-parse", "main").strip()
+            heads[label] = git.import_bare(source, stream)
             sources[label] = source
             # One repository both servers clone from: the same bytes on disk for both.
-            served = new_repo(f"clone-{index}")
-            git("--git-dir", str(source), "push", "-q", str(served), "main")
-            git("--git-dir", str(served), "repack", "-adq")
+            git.seed(source, new_repo(f"clone-{index}"))
         for index in range(len(datasets)):
             for name in VARIANTS:
                 for run in range(total):
@@ -333,7 +243,8 @@ def bench_end_to_end(runs: int, commits: int) -> None:
         servers = {}
         try:
             for name in VARIANTS:
-                servers[name] = start(commands[name], ports[name], root / f"{name}.log")
+                log = root / f"{name}.log"
+                servers[name] = ServerProcess.start(commands[name], ports[name], log)
             times = {
                 (label, op): {n: [] for n in VARIANTS}
                 for label in datasets
@@ -344,53 +255,34 @@ def bench_end_to_end(runs: int, commits: int) -> None:
                 order = VARIANTS if run % 2 else VARIANTS[::-1]
                 for index, label in enumerate(datasets):
                     for name in order:
-                        base = f"http://127.0.0.1:{ports[name]}/{OWNER}"
-                        start_time = time.perf_counter()
-                        git(
-                            *config,
-                            "--git-dir",
-                            str(sources[label]),
-                            "push",
-                            "-q",
-                            f"{base}/push-{index}-{name}-{run}",
-                            "main",
-                            env=env,
+                        base = f"{servers[name].url}/{USER}"
+                        target = f"{base}/push-{index}-{name}-{run}"
+                        pushed = git.timed(
+                            "--git-dir", str(sources[label]), "push", "-q", target, "main"
                         )
-                        pushed = time.perf_counter() - start_time
                         dest = root / f"clone-{name}-{run}-{index}.git"
-                        start_time = time.perf_counter()
-                        git(
-                            *config,
-                            "clone",
-                            "-q",
-                            "--bare",
-                            f"{base}/clone-{index}",
-                            str(dest),
-                            env=env,
+                        cloned = git.timed(
+                            "clone", "-q", "--bare", f"{base}/clone-{index}", str(dest)
                         )
-                        cloned = time.perf_counter() - start_time
-                        if git("--git-dir", str(dest), "rev-parse", "main").strip() != heads[label]:
-                            raise RuntimeError(f"clone through {name} did not get main")
+                        if git.head(dest) != heads[label]:
+                            raise BenchError(f"clone through {name} did not get main")
                         shutil.rmtree(dest)
                         if run:
                             times[label, "push"][name].append(pushed)
                             times[label, "clone"][name].append(cloned)
                 print("  warm-up done" if run == 0 else f"  run {run}/{runs} done", flush=True)
         finally:
-            for process in servers.values():
-                stop(process)
+            for server in servers.values():
+                server.stop()
         accounts = Accounts.open(settings, create=False)
         for index, label in enumerate(datasets):
             for name in VARIANTS:
                 for run in range(total):
                     record = accounts.get_repo(
-                        RepoId(type="model", namespace=OWNER, name=f"push-{index}-{name}-{run}")
+                        RepoId(type="model", namespace=USER, name=f"push-{index}-{name}-{run}")
                     )
-                    landed = git(
-                        "--git-dir", str(accounts.repo_path(record)), "rev-parse", "main"
-                    ).strip()
-                    if landed != heads[label]:
-                        raise RuntimeError(f"push through {name} did not land main")
+                    if git.head(accounts.repo_path(record)) != heads[label]:
+                        raise BenchError(f"push through {name} did not land main")
         accounts.store.dispose()
 
     print(f"medians over {runs} runs (seconds), variants interleaved run by run:")
