@@ -12,9 +12,9 @@ the ratio hardened / dulwich:
   repository (a fresh copy each run); *clone*: ``want`` the tip, ``done``, the whole pack.
 * **end to end**: real ``git push`` (whole history into an empty repository) and
   ``git clone --bare`` over HTTP with a write token, through ``hfgit serve`` as shipped
-  and through the same server with dulwich's plain handlers swapped in (a WSGI variant
-  built here: ``_PlainGitService``; same gunicorn settings, same data directory and
-  database, and clones read the very same repository). Two repositories: ``--commits``
+  and through the same server with dulwich's plain handlers swapped in (the ``plain`` git
+  engine registered here; same gunicorn settings, same data directory and database, and
+  clones read the very same repository). Two repositories: ``--commits``
   commits each rewriting three ~2 KB files, and four 7.5 MB incompressible files (30 MB,
   each file under the default 10 MiB blob limit).
 
@@ -30,6 +30,7 @@ the load average is printed before and after.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import statistics
@@ -57,9 +58,16 @@ from hfgit.accounts import Accounts
 from hfgit.config import MiB, Settings
 from hfgit.names import RepoId
 from hfgit.serve import GunicornServer, ServeOptions
-from hfgit.server.git import GitService, OneRepoBackend
-from hfgit.server.receive import HardenedReceivePackHandler, PushLimits
-from hfgit.server.upload import FetchLimits, HardenedUploadPackHandler
+from hfgit.server.git.engines import (
+    RECEIVE_PACK,
+    UPLOAD_PACK,
+    DulwichService,
+    EngineContext,
+    OneRepoBackend,
+    register,
+)
+from hfgit.server.git.fetch import FetchLimits, HardenedUploadPackHandler
+from hfgit.server.git.push import HardenedReceivePackHandler, PushLimits
 
 ZERO = b"0" * 40
 VARIANTS = ("dulwich", "hardened")
@@ -158,7 +166,7 @@ def bench_handlers(runs: int, commits: int) -> None:
 class _PlainReceivePackHandler(ReceivePackHandler):
     """dulwich's receive-pack as it comes, still recording the push like the real one."""
 
-    def __init__(self, *args, limits: PushLimits, on_push, **kwargs) -> None:
+    def __init__(self, *args, on_push, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._on_push = on_push
 
@@ -166,35 +174,33 @@ class _PlainReceivePackHandler(ReceivePackHandler):
         self._on_push(list(client_refs))
 
 
-class _PlainGitService(GitService):
+def plain_engine(context: EngineContext):
     """hfgit's git endpoints with dulwich's plain handlers: the issue's starting point."""
 
-    def _handler(self, service, repo, proto, caller, record, **kw):
-        backend = OneRepoBackend(repo)
-        if service == "git-upload-pack":
-            return UploadPackHandler(backend, ["/"], proto, stateless_rpc=True, **kw)
+    def upload_pack(session, proto, **kwargs):
+        return UploadPackHandler(
+            OneRepoBackend(session.repo), ["/"], proto, stateless_rpc=True, **kwargs
+        )
+
+    def receive_pack(session, proto, **kwargs):
         return _PlainReceivePackHandler(
-            backend,
+            OneRepoBackend(session.repo),
             ["/"],
             proto,
             stateless_rpc=True,
-            limits=self.push_limits,
-            on_push=lambda refs: self._audit_push(caller, record, refs),
-            **kw,
+            on_push=lambda refs: context.record_push(session, refs),
+            **kwargs,
         )
 
+    return {UPLOAD_PACK: DulwichService(upload_pack), RECEIVE_PACK: DulwichService(receive_pack)}
 
-class _PlainServer(GunicornServer):
-    """``hfgit serve``'s gunicorn with the app's git service swapped for the plain one."""
 
-    def load(self):
-        app = super().load()
-        app.git = _PlainGitService(app.settings, app.accounts, app.gate)
-        return app
+register("plain", plain_engine)
 
 
 def serve_plain(data_dir: str, port: int) -> None:
-    _PlainServer(Settings.load(data_dir), ServeOptions(port=port)).run()
+    settings = dataclasses.replace(Settings.load(data_dir), git_engine="plain")
+    GunicornServer(settings, ServeOptions(port=port)).run()
 
 
 def bench_end_to_end(runs: int, commits: int) -> None:
