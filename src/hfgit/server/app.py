@@ -20,6 +20,7 @@ from ..names import is_canonical
 from ..store import DatabaseUnavailable
 from . import responses
 from .api import ApiService
+from .body import check_transfer_coding
 from .gate import Gate
 from .git.service import NOT_SERVED, GitService
 from .lfs import LfsService
@@ -109,6 +110,7 @@ class HfGitApp:
         surface = self.surfaces[surface_name]
         request = surface.request_class(environ)
         try:
+            check_transfer_coding(environ)
             answer = getattr(surface, handler_name)(request, **args)
         except Refusal as refusal:
             answer = surface.refuse(refusal, request)

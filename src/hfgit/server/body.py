@@ -80,6 +80,18 @@ class _Gunzip:
         return data
 
 
+def check_transfer_coding(environ: dict) -> None:
+    """Refuse a request body sent with any transfer coding but plain ``chunked``.
+
+    gunicorn removes the chunking of ``Transfer-Encoding: gzip, chunked`` and hands on the
+    rest as it is, so the application would read gzip bytes as if they were the body; a
+    proxy in front may frame the same bytes differently again (request smuggling).
+    """
+    coding = environ.get("HTTP_TRANSFER_ENCODING")
+    if coding is not None and coding.strip().lower() != "chunked":
+        raise BodyError(501, f"Transfer-Encoding {coding[:40]!r} is not supported: use chunked.")
+
+
 def _no_body(size: int = -1) -> bytes:
     return b""
 
