@@ -195,33 +195,6 @@ def running_hub(
             stop_server(process)
 
 
-def start_server(
-    data_dir: Path,
-    *,
-    port: int | None = None,
-    workers: int = 2,
-    env: dict[str, str] | None = None,
-    extra_args: Sequence[str] = (),
-) -> tuple[subprocess.Popen, str]:
-    """Until every fixture uses :func:`running_hub`: the old start, returning process and URL."""
-    port = port or free_port()
-    log = data_dir.parent / f"serve-{port}.log"
-    command = cli_command(
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        *extra_args,
-    )
-    process = spawn(command, log, {**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, process, log)
-    return process, url
-
-
 class MakeHub(Protocol):
     """The ``make_hub`` fixture: a server of the test's own, stopped after the test."""
 

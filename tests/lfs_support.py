@@ -11,22 +11,9 @@ import sqlalchemy as sa
 
 from hfgit.names import RepoId
 from hfgit.store import lfs_objects
-from hubtest import Git, Hub, http_request, require_tool
+from hubtest import Git, Hub, http_request
 
 MEDIA = "application/vnd.git-lfs+json"
-
-
-def enable_lfs(git: Git) -> None:
-    """Until every LFS test uses the ``lfs_git`` fixture."""
-    require_tool("git-lfs", "git-lfs")
-    git.run("lfs", "install", "--skip-repo")
-
-
-def http(
-    method: str, url: str, *, token: str | None = None, body: bytes | None = None, headers=None
-) -> tuple[int, dict, bytes]:
-    """Until every LFS test uses ``hubtest.http_request``."""
-    return http_request(method, url, token=token, body=body, headers=headers)
 
 
 def batch(
