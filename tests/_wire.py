@@ -7,17 +7,18 @@ connection so that tests can send what git itself never would.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import http.client
 import os
+import socket
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from hfgit.names import RepoId
-from hubtest import Git, Hub, unique
+from hubtest import Git, Hub, basic_auth, http_request, unique
 
 ZERO = "0" * 40
 RECEIVE_CAPS = "report-status side-band-64k ofs-delta agent=crafted"
@@ -97,7 +98,7 @@ def post(
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     all_headers = {"Content-Type": f"application/x-{service}-request"}
     if token is not None:
-        all_headers["Authorization"] = "Basic " + base64.b64encode(f"u:{token}".encode()).decode()
+        all_headers["Authorization"] = basic_auth(token)
     all_headers.update(headers or {})
     try:
         if chunked:
@@ -112,10 +113,20 @@ def post(
         conn.close()
 
 
+def request_head(
+    method: str, url: str, suffix: str, token: str | None, headers: Mapping[str, str]
+) -> bytes:
+    """The head of a request to ``url + suffix``, written by hand so tests can bend it."""
+    parts = urlsplit(url)
+    lines = [f"{method} {parts.path}{suffix} HTTP/1.1", f"Host: {parts.netloc}"]
+    if token is not None:
+        lines.append(f"Authorization: {basic_auth(token)}")
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
 def raw_request(url: str, request: bytes, timeout: float = 60) -> bytes:
     """Send bytes as they are (bad headers and all); return whatever comes back."""
-    import socket
-
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
         sock.sendall(request)
@@ -133,18 +144,8 @@ def raw_request(url: str, request: bytes, timeout: float = 60) -> bytes:
 
 def advertised(url: str, service: str, token: str | None) -> dict[str, str]:
     """Refs from ``info/refs`` as ``{name: sha}``."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-    headers = {}
-    if token is not None:
-        headers["Authorization"] = "Basic " + base64.b64encode(f"u:{token}".encode()).decode()
-    try:
-        conn.request("GET", f"{parts.path}/info/refs?service={service}", headers=headers)
-        answer = conn.getresponse()
-        body = answer.read()
-        assert answer.status == 200, body
-    finally:
-        conn.close()
+    status, _, body = http_request("GET", f"{url}/info/refs?service={service}", token=token)
+    assert status == 200, body
     refs = {}
     for packet in read_pkts(body):
         if not packet or packet.startswith(b"#"):
@@ -201,6 +202,15 @@ class Plumbing:
         for parent in parents:
             args += ["-p", parent]
         return self.run(*args, "-m", message).decode().strip()
+
+    def commit_files(
+        self, files: Mapping[str, bytes], parents: tuple[str, ...] = ()
+    ) -> tuple[str, list[str]]:
+        """A commit whose tree holds exactly ``files``; it and every object it adds."""
+        blobs = [(name, self.blob(data)) for name, data in files.items()]
+        tree = self.tree([("100644", sha, name) for name, sha in blobs])
+        commit = self.commit(tree, parents)
+        return commit, [commit, tree, *(sha for _, sha in blobs)]
 
     def pack(self, objects: list[str]) -> bytes:
         """A pack of exactly ``objects`` (no closure: missing ones stay missing)."""

@@ -9,42 +9,90 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from hfgit.accounts import Accounts
-from hfgit.config import Settings
 from hubtest import (
     Git,
     Hub,
+    MakeHub,
     Postgres,
     free_port,
+    open_accounts,
     postgres_bin_dir,
     require_tool,
-    start_server,
-    stop_server,
+    running_hub,
+    unique,
 )
 
 
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     """One ``hfgit serve`` (gunicorn, 2 workers) for the whole session."""
-    data_dir = tmp_path_factory.mktemp("hub") / "data"
-    settings = Settings.load(data_dir)
-    accounts = Accounts.open(settings)
-    process, url = start_server(data_dir)
-    try:
-        yield Hub(url=url, data_dir=data_dir, accounts=accounts, process=process)
-    finally:
-        stop_server(process)
-        accounts.store.dispose()
+    with running_hub(tmp_path_factory.mktemp("hub") / "data") as server:
+        yield server
+
+
+@pytest.fixture
+def make_hub(tmp_path: Path) -> Iterator[MakeHub]:
+    """Servers of this test's own, for settings the shared ``hub`` must not have.
+
+    Each call starts one (``data_dir`` may be shared, e.g. by two gatekeepers on one
+    database); all are stopped when the test ends. A module-scoped fixture uses
+    ``hubtest.running_hub`` directly instead.
+    """
+    with ExitStack() as stack:
+
+        def make(
+            *,
+            data_dir: Path | None = None,
+            env: Mapping[str, str] | None = None,
+            workers: int = 2,
+            extra_args: Sequence[str] = (),
+            database_url: str | None = None,
+        ) -> Hub:
+            server = running_hub(
+                data_dir or tmp_path / unique("hub") / "data",
+                env=env,
+                workers=workers,
+                extra_args=extra_args,
+                database_url=database_url,
+            )
+            return stack.enter_context(server)
+
+        yield make
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A data directory of this test's own, for code run in-process or by another server."""
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def accounts(data_dir: Path) -> Iterator[Accounts]:
+    """``data_dir`` set up as hfgit does (database included), with no server on it."""
+    with open_accounts(data_dir) as opened:
+        yield opened
 
 
 @pytest.fixture
 def git(tmp_path: Path) -> Git:
+    """The real git in an isolated HOME of this test's own."""
     return Git(tmp_path / "home")
+
+
+@pytest.fixture
+def lfs_git(git: Git) -> Git:
+    """``git`` with git-lfs's filters installed in its HOME; skips without git-lfs
+    (fails under CI, like every missing tool)."""
+    require_tool("git-lfs", "git-lfs")
+    git.run("lfs", "install", "--skip-repo")
+    return git
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ reads, so changes apply on the next request) and drive git against ``hub.url``.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import secrets
@@ -14,15 +15,19 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
 from hfgit import policy
 from hfgit.accounts import Accounts, make_scope
+from hfgit.config import Settings
 from hfgit.names import RepoId
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -52,60 +57,212 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+# The hfgit command line
+
+
+def cli_command(*args: str) -> list[str]:
+    """``hfgit ARGS`` through this interpreter, so no console script has to be on PATH."""
+    return [sys.executable, "-m", "hfgit.cli", *args]
+
+
+def run_cli(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    input: str | bytes | None = None,
+    check: bool = True,
+    text: bool = True,
+    cwd: Path | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[Any]:
+    """Run ``hfgit ARGS`` as a user would; ``env`` is the whole environment (default ours).
+
+    With ``check``, a non-zero exit fails the test with hfgit's stderr.
+    """
+    result = subprocess.run(
+        cli_command(*args),
+        input=input,
+        capture_output=True,
+        text=text,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        stderr = result.stderr if text else result.stderr.decode(errors="replace")
+        raise AssertionError(f"hfgit {args[0]} exited {result.returncode}:\n{stderr}")
+    return result
+
+
+# Servers
+
+
+def spawn(
+    command: Sequence[str], log: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server process writing everything to ``log``, which tells why it died."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            list(command),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+        )
+
+
+def wait_healthy(
+    url: str,
+    process: subprocess.Popen,
+    log: Path | None = None,
+    *,
+    path: str = "/healthz",
+    timeout: float = 30,
+) -> None:
+    """Return once ``url + path`` answers 200; fail with the log if the process dies first."""
+
+    def tail() -> str:
+        return log.read_text(errors="replace")[-3000:] if log is not None else "(no log)"
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"hfgit serve exited:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"{process.args[:4]} exited:\n{tail()}")
         try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}{path}", timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"hfgit serve did not become healthy:\n{log.read_text()[-3000:]}")
-
-
-def start_server(
-    data_dir: Path,
-    *,
-    port: int | None = None,
-    workers: int = 2,
-    env: dict[str, str] | None = None,
-    extra_args: Sequence[str] = (),
-) -> tuple[subprocess.Popen, str]:
-    """Run ``hfgit serve`` exactly as a user would; returns the process and its URL."""
-    port = port or free_port()
-    log = data_dir.parent / f"serve-{port}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "hfgit.cli",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        *extra_args,
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, process, log)
-    return process, url
+    raise RuntimeError(f"{process.args[:4]} did not become healthy:\n{tail()}")
 
 
 def stop_server(process: subprocess.Popen) -> None:
+    """Ask politely (gunicorn drains its workers on SIGTERM), then insist."""
     process.terminate()
     try:
         process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@contextmanager
+def open_accounts(data_dir: Path, database_url: str | None = None) -> Iterator[Accounts]:
+    """The data directory and database as hfgit creates them; the engine is disposed after."""
+    accounts = Accounts.open(Settings.load(data_dir, database_url))
+    try:
+        yield accounts
+    finally:
+        accounts.store.dispose()
+
+
+@contextmanager
+def running_hub(
+    data_dir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    workers: int = 2,
+    extra_args: Sequence[str] = (),
+    database_url: str | None = None,
+) -> Iterator[Hub]:
+    """``hfgit serve`` on a free port of 127.0.0.1, started exactly as a user would.
+
+    The database is created here first, so the workers never race to create it; ``env``
+    (``HFGIT_*`` settings) goes to the server and to :meth:`Hub.cli`. The server is
+    stopped and the engine disposed however the block ends.
+    """
+    env = dict(env or {})
+    if database_url is not None:
+        env["HFGIT_DATABASE_URL"] = database_url
+    with open_accounts(data_dir, database_url) as accounts:
+        port = free_port()
+        log = data_dir.parent / f"serve-{port}.log"
+        command = cli_command(
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            *extra_args,
+        )
+        process = spawn(command, log, {**os.environ, **env})
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_healthy(url, process, log)
+            yield Hub(url, data_dir, accounts, process, env, log)
+        finally:
+            stop_server(process)
+
+
+class MakeHub(Protocol):
+    """The ``make_hub`` fixture: a server of the test's own, stopped after the test."""
+
+    def __call__(
+        self,
+        *,
+        data_dir: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        workers: int = 2,
+        extra_args: Sequence[str] = (),
+        database_url: str | None = None,
+    ) -> Hub: ...
+
+
+def worker_memory(hub: Hub, field: str = "VmRSS") -> list[int]:
+    """``field`` of ``/proc/PID/status`` (in bytes) for each worker of the hub's server."""
+    values = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if f"PPid:\t{hub.process.pid}\n" not in text:
+            continue
+        for line in text.splitlines():
+            if line.startswith(f"{field}:"):
+                values.append(int(line.split()[1]) * 1024)
+    return values
+
+
+# HTTP by hand, for what git does not show
+
+
+def basic_auth(token: str, username: str = "user") -> str:
+    """An ``Authorization`` value as git sends it: the token is the Basic password."""
+    return "Basic " + base64.b64encode(f"{username}:{token}".encode()).decode()
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """For ``urllib.request.build_opener``: a redirect is the answer, not followed."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def http_request(
+    method: str,
+    url: str,
+    *,
+    token: str | None = None,
+    bearer: bool = False,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 60,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request; returns status, headers and body, error statuses included.
+
+    ``token`` goes in a Basic header as git sends it, or as ``Bearer`` (as
+    huggingface_hub sends it); never in the URL.
+    """
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}" if bearer else basic_auth(token))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
 
 
 @dataclass
@@ -117,22 +274,20 @@ class Hub:
     accounts: Accounts
     process: subprocess.Popen | None = None
     env: dict[str, str] = field(default_factory=dict)
+    log: Path | None = None
 
     def cli(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``hfgit`` against this server's data directory."""
-        result = subprocess.run(
-            [sys.executable, "-m", "hfgit.cli", *args, "--data-dir", str(self.data_dir)],
-            input=input,
-            capture_output=True,
-            text=True,
+        """Run ``hfgit`` against this server's data directory (and database)."""
+        return run_cli(
+            *args,
+            "--data-dir",
+            str(self.data_dir),
             env={**os.environ, **self.env},
-            timeout=60,
+            input=input,
+            check=check,
         )
-        if check and result.returncode != 0:
-            raise AssertionError(f"hfgit {args[0]} failed: {result.stderr}")
-        return result
 
     def make_user(self, name: str | None = None, password: str | None = None) -> str:
         name = name or unique("u")

@@ -22,7 +22,7 @@ from huggingface_hub.errors import (
 )
 
 from hfgit.names import RepoId
-from hubtest import Git, Hub, unique
+from hubtest import Git, Hub, NoRedirect, http_request, unique
 
 
 def api(hub: Hub, token: str | bool) -> HfApi:
@@ -34,16 +34,11 @@ def raw(
 ) -> tuple[int, dict, object]:
     """A plain HTTP call, for paths huggingface_hub has no method for."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{hub.url}{path}", data=data, method=method)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers), json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read() or b"null")
+    headers = {} if data is None else {"Content-Type": "application/json"}
+    status, answer_headers, answer = http_request(
+        method, f"{hub.url}{path}", token=token or None, bearer=True, body=data, headers=headers
+    )
+    return status, answer_headers, json.loads(answer or b"null")
 
 
 def status_of(error: HfHubHTTPError) -> int:
@@ -418,11 +413,6 @@ def test_tokens_cannot_manage_tokens(hub: Hub, people: dict[str, str]) -> None:
     # The settings pages ignore a token: they want a logged-in browser session.
     request = urllib.request.Request(f"{hub.url}/settings/tokens")
     request.add_header("Authorization", f"Bearer {token}")
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
-
     opener = urllib.request.build_opener(NoRedirect)
     with pytest.raises(urllib.error.HTTPError) as caught:
         opener.open(request, timeout=30)

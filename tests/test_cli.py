@@ -14,7 +14,17 @@ import pytest
 
 from hfgit import tokens
 from hfgit.names import RepoId
-from hubtest import Git, Hub, free_port, stop_server, unique, wait_healthy
+from hubtest import (
+    Git,
+    Hub,
+    cli_command,
+    free_port,
+    run_cli,
+    spawn,
+    stop_server,
+    unique,
+    wait_healthy,
+)
 
 TOKEN_RE = re.compile(r"hf_[A-Za-z]{34}")
 
@@ -162,28 +172,17 @@ def test_repo_lifecycle(hub, git, tmp_path, user):
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "hfgit.cli", "user", "list-nothing"],
-        capture_output=True,
-        text=True,
-    )
+    result = run_cli("user", "list-nothing", check=False)
     assert result.returncode == 2
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hfgit.cli",
-            "user",
-            "add",
-            "someone",
-            "--data-dir",
-            str(tmp_path),
-            "--database-url",
-            "postgresql+psycopg://nobody@127.0.0.1:1/none",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_cli(
+        "user",
+        "add",
+        "someone",
+        "--data-dir",
+        str(tmp_path),
+        "--database-url",
+        "postgresql+psycopg://nobody@127.0.0.1:1/none",
+        check=False,
     )
     assert result.returncode == 1
     assert "cannot reach the database" in result.stderr
@@ -201,13 +200,7 @@ def test_serve_with_zero_configuration(tmp_path: Path, git: Git):
         env.pop(name, None)
     port = free_port()
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hfgit.cli", "serve", "--port", str(port), "--workers", "1"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    process = spawn(cli_command("serve", "--port", str(port), "--workers", "1"), log, env)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, process, log)

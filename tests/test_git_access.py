@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from hfgit.store import tokens as token_table
-from hubtest import Git, Hub, unique
-
-
-def http_get(url: str, secret: str | None = None, scheme: str = "Basic") -> tuple[int, dict, bytes]:
-    """A raw GET, for what git does not show (headers, exact bodies)."""
-    request = urllib.request.Request(url)
-    if secret is not None:
-        value = (
-            base64.b64encode(f"user:{secret}".encode()).decode() if scheme == "Basic" else secret
-        )
-        request.add_header("Authorization", f"{scheme} {value}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+from hubtest import Git, Hub, http_request, unique
 
 
 def refs_url(hub: Hub, repo: str, service: str = "git-upload-pack", type: str = "model") -> str:
@@ -56,7 +38,7 @@ def test_anonymous_clone_of_public_repo(hub, git, tmp_path, alice):
 
 def test_private_repo_asks_for_credentials(hub, git, tmp_path, alice):
     hub.make_repo(f"{alice}/secret", private=True)
-    status, headers, body = http_get(refs_url(hub, f"{alice}/secret"))
+    status, headers, body = http_request("GET", refs_url(hub, f"{alice}/secret"))
     assert status == 401
     assert b"user access token" in body
     assert headers["WWW-Authenticate"] == 'Basic realm="hfgit"'
@@ -201,7 +183,9 @@ def test_password_instead_of_token_is_refused_with_message(hub, git, alice):
 
 def test_org_api_token_is_refused_as_deprecated(hub, alice):
     hub.make_repo(f"{alice}/m", private=True)
-    status, headers, body = http_get(refs_url(hub, f"{alice}/m"), "api_org_" + "x" * 30)
+    status, headers, body = http_request(
+        "GET", refs_url(hub, f"{alice}/m"), token="api_org_" + "x" * 30
+    )
     assert status == 401 and "WWW-Authenticate" in headers
     assert b"deprecated" in body
 
@@ -209,7 +193,9 @@ def test_org_api_token_is_refused_as_deprecated(hub, alice):
 def test_bearer_token_is_accepted(hub, alice):
     hub.make_repo(f"{alice}/m", private=True)
     token = hub.make_token(alice, "read")
-    status, headers, body = http_get(refs_url(hub, f"{alice}/m"), token, scheme="Bearer")
+    status, headers, body = http_request(
+        "GET", refs_url(hub, f"{alice}/m"), token=token, bearer=True
+    )
     assert status == 200
     assert headers["Content-Type"] == "application/x-git-upload-pack-advertisement"
     assert body.startswith(b"001e# service=git-upload-pack\n0000")
@@ -221,8 +207,8 @@ def test_hidden_private_repo_answers_exactly_like_a_missing_one(hub, alice):
     token = hub.make_token(stranger, "write")
     for service in ("git-upload-pack", "git-receive-pack"):
         for secret in (token, None):
-            hidden = http_get(refs_url(hub, f"{alice}/hidden", service), secret)
-            missing = http_get(refs_url(hub, f"{alice}/nope", service), secret)
+            hidden = http_request("GET", refs_url(hub, f"{alice}/hidden", service), token=secret)
+            missing = http_request("GET", refs_url(hub, f"{alice}/nope", service), token=secret)
             assert hidden[0] == missing[0] == (404 if secret else 401)
             assert hidden[2] == missing[2]
             for header in ("Content-Type", "WWW-Authenticate", "Content-Length"):
@@ -239,7 +225,7 @@ def test_datasets_and_spaces_urls(hub, git, tmp_path, alice, type, prefix):
     git.run("clone", url, str(tmp_path / "c"), token=token)
     assert (tmp_path / "c" / "README.md").exists()
     # The same name as a model is another repository, which does not exist.
-    assert http_get(refs_url(hub, f"{alice}/thing"), token)[0] == 404
+    assert http_request("GET", refs_url(hub, f"{alice}/thing"), token=token)[0] == 404
 
 
 @pytest.mark.parametrize(
@@ -248,7 +234,7 @@ def test_datasets_and_spaces_urls(hub, git, tmp_path, alice, type, prefix):
 )
 def test_dumb_protocol_paths_are_not_served(hub, alice, suffix):
     hub.make_repo(f"{alice}/pub")
-    status, _, body = http_get(f"{hub.repo_url(f'{alice}/pub')}/{suffix}")
+    status, _, body = http_request("GET", f"{hub.repo_url(f'{alice}/pub')}/{suffix}")
     assert status == 404
     assert b"smart HTTP" in body
 
@@ -256,7 +242,9 @@ def test_dumb_protocol_paths_are_not_served(hub, alice, suffix):
 def test_unknown_service_is_a_4xx(hub, alice):
     hub.make_repo(f"{alice}/pub")
     for service in ("git-upload-archive", "nonsense", "%C3%A9"):
-        status, _, _ = http_get(f"{hub.repo_url(f'{alice}/pub')}/info/refs?service={service}")
+        status, _, _ = http_request(
+            "GET", f"{hub.repo_url(f'{alice}/pub')}/info/refs?service={service}"
+        )
         assert 400 <= status < 500
 
 

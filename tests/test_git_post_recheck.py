@@ -10,9 +10,8 @@ from hubtest import Git, Hub
 
 def new_commit(target: PushTarget, git: Git, tmp_path: Path) -> tuple[str, bytes]:
     scratch = target.plumbing(git, tmp_path)
-    tree = scratch.tree([("100644", scratch.blob(b"new\n"), "new.txt")])
-    commit = scratch.commit(tree, (target.main,))
-    return commit, scratch.pack([commit, tree, scratch.blob(b"new\n")])
+    commit, objects = scratch.commit_files({"new.txt": b"new\n"}, (target.main,))
+    return commit, scratch.pack(objects)
 
 
 def test_read_token_cannot_push_by_posting_directly(hub: Hub, git: Git, tmp_path: Path):

@@ -9,31 +9,28 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hubtest import ROOT, Git, Hub, unique
-from lfs_support import enable_lfs, held
+from hubtest import ROOT, Git, Hub, run_cli, unique
+from lfs_support import held, lfs_worktree
 
 
-def test_push_after_training_uses_only_the_credential_helper(
-    hub: Hub, git: Git, tmp_path: Path
-) -> None:
-    enable_lfs(git)
-    user = hub.make_user()
-    repo = hub.make_repo(f"{user}/{unique('trained')}", private=True)
-    env = {
+def user_env(git: Git) -> dict[str, str]:
+    """git's isolated HOME, with hfgit's helper on PATH and huggingface_hub's home in it."""
+    return {
         **git.env,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "HF_HOME": str(git.home / "hf"),
     }
 
+
+def test_push_after_training_uses_only_the_credential_helper(
+    hub: Hub, lfs_git: Git, tmp_path: Path
+) -> None:
+    user = hub.make_user()
+    repo = hub.make_repo(f"{user}/{unique('trained')}", private=True)
+    env = user_env(lfs_git)
+
     def hfgit(*args: str, input: str | None = None) -> None:
-        result = subprocess.run(
-            [sys.executable, "-m", "hfgit.cli", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
+        result = run_cli(*args, input=input, env=env, check=False)
         assert result.returncode == 0, result.stderr
 
     hfgit("login", "--endpoint", hub.url, "--token-stdin", input=hub.make_token(user, "write"))
@@ -64,50 +61,31 @@ def test_push_after_training_uses_only_the_credential_helper(
     assert not re.search(r"hf_[A-Za-z]{34}", result.stdout + result.stderr)
 
     clone = tmp_path / "clone"
-    git.run("clone", "-q", hub.repo_url(repo), str(clone), token=hub.make_token(user, "read"))
+    lfs_git.run("clone", "-q", hub.repo_url(repo), str(clone), token=hub.make_token(user, "read"))
     assert (clone / "model.safetensors").read_bytes() == weights
 
 
-def test_lfs_requests_get_the_token_pinned_to_the_repo(hub: Hub, git: Git, tmp_path: Path) -> None:
+def test_lfs_requests_get_the_token_pinned_to_the_repo(
+    hub: Hub, lfs_git: Git, tmp_path: Path
+) -> None:
     """git-lfs asks the helper with path ``ns/name.git/info/lfs``: the repo's own token answers."""
-    enable_lfs(git)
     user = hub.make_user()
     repo = hub.make_repo(f"{user}/{unique('pinned')}", private=True)
-    env = {
-        **git.env,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "HF_HOME": str(git.home / "hf"),
-    }
+    env = user_env(lfs_git)
     pinned = hub.make_token(user, "fineGrained", scopes=[f"model:{repo.repo_id}=repo.write"])
     # The read token logs in last, so it is the endpoint's active one.
-    login = [sys.executable, "-m", "hfgit.cli", "login", "--endpoint", hub.url, "--token-stdin"]
+    login = ["login", "--endpoint", hub.url, "--token-stdin"]
     for args, token in (
         (["--name", "pinned", "--repo", repo.repo_id], pinned),
         (["--name", "default"], hub.make_token(user, "read")),
     ):
-        result = subprocess.run(
-            [*login, *args],
-            input=token,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
+        result = run_cli(*login, *args, input=token, env=env, check=False)
         assert result.returncode == 0, result.stderr
-    setup = subprocess.run(
-        [sys.executable, "-m", "hfgit.cli", "setup-git", "--endpoint", hub.url],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    setup = run_cli("setup-git", "--endpoint", hub.url, env=env, check=False)
     assert setup.returncode == 0, setup.stderr
 
     weights = os.urandom(200_000)
-    work = tmp_path / "work"
-    git.run("init", "-q", "-b", "main", str(work))
-    git.run("lfs", "track", "*.safetensors", cwd=work)
-    git.commit(work, {"model.safetensors": weights})
+    work, _ = lfs_worktree(lfs_git, tmp_path / "work", weights)
     push = subprocess.run(
         ["git", "push", "-q", hub.repo_url(repo), "main"],
         cwd=work,

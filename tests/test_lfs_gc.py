@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hfgit.accounts import Accounts
-from hfgit.config import Settings
 from hfgit.names import RepoId
-from hubtest import Hub, start_server, stop_server, unique
-from lfs_support import batch, blob, held, http, stored_path, upload
+from hubtest import Hub, MakeHub, http_request, unique
+from lfs_support import batch, blob, held, stored_path, upload
 
 
 @pytest.fixture
-def lfs_hub(tmp_path: Path) -> Iterator[Hub]:
+def lfs_hub(make_hub: MakeHub) -> Hub:
     """A server of its own: gc looks at the whole data directory."""
-    data_dir = tmp_path / "data"
-    accounts = Accounts.open(Settings.load(data_dir))
-    process, url = start_server(data_dir, workers=1)
-    try:
-        yield Hub(url=url, data_dir=data_dir, accounts=accounts, process=process)
-    finally:
-        stop_server(process)
-        accounts.store.dispose()
+    return make_hub(workers=1)
 
 
 def age(path: Path, hours: float) -> None:
@@ -65,7 +55,7 @@ def test_gc_removes_only_what_no_repository_holds(lfs_hub: Hub):
     status, _, answer = batch(hub, keeper, "download", [shared_item], token)
     assert status == 200
     href = answer["objects"][0]["actions"]["download"]["href"]
-    assert http("GET", href)[2] == shared
+    assert http_request("GET", href)[2] == shared
 
 
 def test_gc_keeps_recent_objects_and_objects_reuploaded_since(lfs_hub: Hub):

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from hfgit.policy import Action
 from hfgit.server.gate import Gate
 from hfgit.store import lfs_locks
-from hubtest import Git, Hub, unique
-from lfs_support import MEDIA, enable_lfs, http, lfs_worktree
+from hubtest import Git, Hub, http_request, unique
+from lfs_support import MEDIA, lfs_worktree
 
 HEADERS = {"Accept": MEDIA, "Content-Type": MEDIA}
 LOCKING_NOTE = "does not support the Git LFS locking API"
@@ -27,14 +27,14 @@ def locks_url(hub: Hub, repo, suffix: str = "") -> str:
 
 def post(url: str, payload: object, token: str | None = None) -> tuple[int, dict, dict]:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    status, headers, answer = http("POST", url, token=token, body=body, headers=HEADERS)
+    status, headers, answer = http_request("POST", url, token=token, body=body, headers=HEADERS)
     return status, headers, json.loads(answer)
 
 
 def get(url: str, token: str | None = None, **query: object) -> tuple[int, dict, dict]:
     if query:
         url = f"{url}?{urlencode(query)}"
-    status, headers, answer = http("GET", url, token=token, headers=HEADERS)
+    status, headers, answer = http_request("GET", url, token=token, headers=HEADERS)
     return status, headers, json.loads(answer)
 
 
@@ -60,12 +60,6 @@ def team(hub: Hub) -> tuple[str, str, str, object]:
 # With the real git-lfs
 
 
-@pytest.fixture
-def lfs(git: Git) -> Git:
-    enable_lfs(git)
-    return git
-
-
 def pushed_worktree(hub: Hub, git: Git, path: Path, repo, token: str) -> Path:
     """A work tree with one LFS file, pushed, with ``origin`` set up as git-lfs needs it."""
     work, _ = lfs_worktree(git, path, os.urandom(50_000))
@@ -74,38 +68,38 @@ def pushed_worktree(hub: Hub, git: Git, path: Path, repo, token: str) -> Path:
     return work
 
 
-def test_lock_list_unlock_with_git_lfs(hub: Hub, lfs: Git, tmp_path: Path):
+def test_lock_list_unlock_with_git_lfs(hub: Hub, lfs_git: Git, tmp_path: Path):
     user = hub.make_user()
     repo = hub.make_repo(f"{user}/{unique('m')}", private=True)
     token = hub.make_token(user, "write")
-    work = pushed_worktree(hub, lfs, tmp_path / "work", repo, token)
+    work = pushed_worktree(hub, lfs_git, tmp_path / "work", repo, token)
 
-    result = lfs.run("lfs", "lock", "model.safetensors", cwd=work, token=token)
+    result = lfs_git.run("lfs", "lock", "model.safetensors", cwd=work, token=token)
     assert "Locked model.safetensors" in result.stdout
     assert stored_paths(hub, repo) == ["model.safetensors"]
 
-    listed = lfs.run("lfs", "locks", "--json", cwd=work, token=token).stdout
+    listed = lfs_git.run("lfs", "locks", "--json", cwd=work, token=token).stdout
     [lock] = json.loads(listed)
     assert lock["path"] == "model.safetensors"
     assert lock["owner"]["name"] == user
     assert lock["locked_at"].endswith("Z") or lock["locked_at"].endswith("+00:00")
 
-    again = lfs.run("lfs", "lock", "model.safetensors", cwd=work, token=token, check=False)
+    again = lfs_git.run("lfs", "lock", "model.safetensors", cwd=work, token=token, check=False)
     assert again.returncode != 0
     assert "already locked" in again.stderr
     assert stored_paths(hub, repo) == ["model.safetensors"]
 
-    result = lfs.run("lfs", "unlock", "model.safetensors", cwd=work, token=token)
+    result = lfs_git.run("lfs", "unlock", "model.safetensors", cwd=work, token=token)
     assert "Unlocked model.safetensors" in result.stdout
     assert stored_paths(hub, repo) == []
-    assert json.loads(lfs.run("lfs", "locks", "--json", cwd=work, token=token).stdout) == []
+    assert json.loads(lfs_git.run("lfs", "locks", "--json", cwd=work, token=token).stdout) == []
 
 
-def test_push_no_longer_notes_missing_locking_api(hub: Hub, lfs: Git, tmp_path: Path):
+def test_push_no_longer_notes_missing_locking_api(hub: Hub, lfs_git: Git, tmp_path: Path):
     user = hub.make_user()
     repo = hub.make_repo(f"{user}/{unique('m')}")
-    work, _ = lfs_worktree(lfs, tmp_path / "work", os.urandom(20_000))
-    result = lfs.run("push", hub.repo_url(repo), "main", cwd=work, token=hub.make_token(user))
+    work, _ = lfs_worktree(lfs_git, tmp_path / "work", os.urandom(20_000))
+    result = lfs_git.run("push", hub.repo_url(repo), "main", cwd=work, token=hub.make_token(user))
     # git-lfs prints its notes on stdout, git's progress goes to stderr: check both.
     output = result.stdout + result.stderr
     assert LOCKING_NOTE not in output
@@ -113,19 +107,19 @@ def test_push_no_longer_notes_missing_locking_api(hub: Hub, lfs: Git, tmp_path: 
     assert "Locking support detected" in output
 
 
-def test_push_touching_a_file_locked_by_someone_else(hub: Hub, lfs: Git, tmp_path: Path):
+def test_push_touching_a_file_locked_by_someone_else(hub: Hub, lfs_git: Git, tmp_path: Path):
     _, admin, writer, repo = team(hub)
     admin_token, writer_token = hub.make_token(admin), hub.make_token(writer)
-    pushed_worktree(hub, lfs, tmp_path / "admin", repo, admin_token)
+    pushed_worktree(hub, lfs_git, tmp_path / "admin", repo, admin_token)
     clone = tmp_path / "writer"
-    lfs.run("clone", "-q", hub.repo_url(repo), str(clone), token=writer_token)
-    lfs.run("lfs", "lock", "model.safetensors", cwd=clone, token=admin_token)
-    lfs.commit(clone, {"model.safetensors": os.urandom(50_000)}, "new weights")
-    head = lfs.run("rev-parse", "HEAD", cwd=clone).stdout.strip()
+    lfs_git.run("clone", "-q", hub.repo_url(repo), str(clone), token=writer_token)
+    lfs_git.run("lfs", "lock", "model.safetensors", cwd=clone, token=admin_token)
+    lfs_git.commit(clone, {"model.safetensors": os.urandom(50_000)}, "new weights")
+    head = lfs_git.run("rev-parse", "HEAD", cwd=clone).stdout.strip()
 
     # With lfs.<url>.locksverify true, git-lfs refuses to push a file locked by another.
     url = f"{hub.repo_url(repo)}.git/info/lfs"
-    strict = lfs.run(
+    strict = lfs_git.run(
         "-c", f"lfs.{url}.locksverify=true", "push", "origin", "main",
         cwd=clone, token=writer_token, check=False,
     )  # fmt: skip
@@ -133,29 +127,31 @@ def test_push_touching_a_file_locked_by_someone_else(hub: Hub, lfs: Git, tmp_pat
     refusal = strict.stdout + strict.stderr
     assert "Cannot update locked files" in refusal
     assert f"* model.safetensors - {admin}" in refusal
-    remote = lfs.run("ls-remote", hub.repo_url(repo), "main", token=writer_token).stdout
+    remote = lfs_git.run("ls-remote", hub.repo_url(repo), "main", token=writer_token).stdout
     assert head not in remote
 
     # Unset (git-lfs's default), it only warns and pushes.
-    lenient = lfs.run("push", "origin", "main", cwd=clone, token=writer_token)
+    lenient = lfs_git.run("push", "origin", "main", cwd=clone, token=writer_token)
     assert "would have halted this push" in lenient.stdout + lenient.stderr
-    remote = lfs.run("ls-remote", hub.repo_url(repo), "main", token=writer_token).stdout
+    remote = lfs_git.run("ls-remote", hub.repo_url(repo), "main", token=writer_token).stdout
     assert head in remote
 
     # The lock holder pushes freely: their own locks are "ours".
-    lfs.run("lfs", "unlock", "model.safetensors", "--force", cwd=clone, token=admin_token)
+    lfs_git.run("lfs", "unlock", "model.safetensors", "--force", cwd=clone, token=admin_token)
 
 
-def test_unlocking_someone_elses_lock(hub: Hub, lfs: Git, tmp_path: Path):
+def test_unlocking_someone_elses_lock(hub: Hub, lfs_git: Git, tmp_path: Path):
     _, admin, writer, repo = team(hub)
     other = hub.make_user()
     hub.accounts.set_member(repo.namespace, other, "write")
     admin_token, writer_token = hub.make_token(admin), hub.make_token(writer)
-    work = pushed_worktree(hub, lfs, tmp_path / "work", repo, admin_token)
-    lfs.run("lfs", "lock", "model.safetensors", cwd=work, token=writer_token)
+    work = pushed_worktree(hub, lfs_git, tmp_path / "work", repo, admin_token)
+    lfs_git.run("lfs", "lock", "model.safetensors", cwd=work, token=writer_token)
 
     # Without --force nobody else may unlock it.
-    result = lfs.run("lfs", "unlock", "model.safetensors", cwd=work, token=admin_token, check=False)
+    result = lfs_git.run(
+        "lfs", "unlock", "model.safetensors", cwd=work, token=admin_token, check=False
+    )
     assert result.returncode != 0
     assert f"locked by {writer}" in result.stderr  # the server's refusal, shown by git-lfs
     assert stored_paths(hub, repo) == ["model.safetensors"]
@@ -165,15 +161,17 @@ def test_unlocking_someone_elses_lock(hub: Hub, lfs: Git, tmp_path: Path):
     may_manage = Gate(hub.accounts).check(
         hub.accounts.authenticate(other_token), repo, Action.MANAGE
     )
-    forced = lfs.run(
+    forced = lfs_git.run(
         "lfs", "unlock", "--force", "model.safetensors", cwd=work, token=other_token, check=False
     )
     assert (forced.returncode == 0) == bool(may_manage.decision)
     if forced.returncode == 0:
-        lfs.run("lfs", "lock", "model.safetensors", cwd=work, token=writer_token)
+        lfs_git.run("lfs", "lock", "model.safetensors", cwd=work, token=writer_token)
     assert stored_paths(hub, repo) == ["model.safetensors"]
 
-    forced = lfs.run("lfs", "unlock", "--force", "model.safetensors", cwd=work, token=admin_token)
+    forced = lfs_git.run(
+        "lfs", "unlock", "--force", "model.safetensors", cwd=work, token=admin_token
+    )
     assert "Unlocked model.safetensors" in forced.stdout
     assert stored_paths(hub, repo) == []
     events = [e for e in hub.accounts.audit_events(20) if e.event == "lfs.unlock.force"]
@@ -424,9 +422,9 @@ def test_invalid_bodies_and_paging_values(hub: Hub):
     assert post(locks_url(hub, repo, "/999999999/unlock"), {}, token)[0] == 404
     assert len(stored_paths(hub, repo)) == 2
 
-    status, _, _ = http("DELETE", locks_url(hub, repo), token=token)
+    status, _, _ = http_request("DELETE", locks_url(hub, repo), token=token)
     assert status == 405
-    status, _, _ = http("GET", locks_url(hub, repo, "/verify"), token=token)
+    status, _, _ = http_request("GET", locks_url(hub, repo, "/verify"), token=token)
     assert status == 405
 
 

@@ -8,47 +8,42 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 from hfgit.lfs import Grant, Signer
-from hubtest import Git, Hub, unique
-from lfs_support import batch, blob, enable_lfs, held, http, lfs_worktree, stored_path, upload
+from hubtest import Git, Hub, http_request, unique
+from lfs_support import batch, blob, held, lfs_worktree, stored_path, upload
 
 
-@pytest.fixture(autouse=True)
-def _git_lfs(git: Git) -> None:
-    enable_lfs(git)
-
-
-def test_push_with_write_token_and_clone_with_read_token(hub: Hub, git: Git, tmp_path: Path):
+def test_push_with_write_token_and_clone_with_read_token(hub: Hub, lfs_git: Git, tmp_path: Path):
     user = hub.make_user()
     repo = hub.make_repo(f"{user}/{unique('m')}", private=True)
     weights = os.urandom(3 * 1024 * 1024)
     oid = hashlib.sha256(weights).hexdigest()
-    work, _ = lfs_worktree(git, tmp_path / "work", weights)
+    work, _ = lfs_worktree(lfs_git, tmp_path / "work", weights)
     url = hub.repo_url(repo)
-    git.run("push", "-q", url, "main", cwd=work, token=hub.make_token(user, "write"))
+    lfs_git.run("push", "-q", url, "main", cwd=work, token=hub.make_token(user, "write"))
 
     assert held(hub, repo, oid)
     assert stored_path(hub, oid).read_bytes() == weights
     # What git stored is the pointer, not the weights.
-    pointer = git.run("show", "HEAD:model.safetensors", cwd=work).stdout
+    pointer = lfs_git.run("show", "HEAD:model.safetensors", cwd=work).stdout
     assert f"oid sha256:{oid}" in pointer
 
     clone = tmp_path / "clone"
-    git.run("clone", "-q", url, str(clone), token=hub.make_token(user, "read"))
+    lfs_git.run("clone", "-q", url, str(clone), token=hub.make_token(user, "read"))
     assert (clone / "model.safetensors").read_bytes() == weights
 
 
-def test_read_token_cannot_upload(hub: Hub, git: Git, tmp_path: Path):
+def test_read_token_cannot_upload(hub: Hub, lfs_git: Git, tmp_path: Path):
     user = hub.make_user()
     repo = hub.make_repo(f"{user}/{unique('m')}")
     weights = os.urandom(100_000)
     oid = hashlib.sha256(weights).hexdigest()
-    work, _ = lfs_worktree(git, tmp_path / "work", weights)
+    work, _ = lfs_worktree(lfs_git, tmp_path / "work", weights)
     read = hub.make_token(user, "read")
 
-    result = git.run("lfs", "push", "--all", hub.repo_url(repo), cwd=work, token=read, check=False)
+    result = lfs_git.run(
+        "lfs", "push", "--all", hub.repo_url(repo), cwd=work, token=read, check=False
+    )
     assert result.returncode != 0
     assert "has the read role" in result.stderr
     assert not held(hub, repo, oid)
@@ -92,7 +87,7 @@ def test_anonymous_gets_basic_challenge_and_can_read_public(hub: Hub):
     status, _, answer = batch(hub, public, "download", [item])
     assert status == 200
     href = answer["objects"][0]["actions"]["download"]["href"]
-    assert http("GET", href)[2] == data
+    assert http_request("GET", href)[2] == data
 
     status, headers, _ = batch(hub, public, "download", [item], token="not-a-token-password")
     assert status == 401
@@ -111,7 +106,7 @@ def test_signed_urls_refuse_tampering_and_expiry(hub: Hub):
     upload(hub, other, write, data, item)
     status, _, answer = batch(hub, repo, "download", [item], write)
     href = answer["objects"][0]["actions"]["download"]["href"]
-    assert http("GET", href)[:1] == (200,)
+    assert http_request("GET", href)[:1] == (200,)
 
     base = href.split("?")[0]
     oid, size = item["oid"], item["size"]
@@ -124,11 +119,11 @@ def test_signed_urls_refuse_tampering_and_expiry(hub: Hub):
         base,  # no signature at all
     ]
     for url in forged:
-        status, _, body = http("GET", url)
+        status, _, body = http_request("GET", url)
         assert status == 403, url
         assert b"not valid" in body
     # The same URL cannot be used for another operation.
-    status, _, _ = http("PUT", href, body=data)
+    status, _, _ = http_request("PUT", href, body=data)
     assert status == 403
 
     record = hub.accounts.get_repo(repo)
@@ -137,7 +132,7 @@ def test_signed_urls_refuse_tampering_and_expiry(hub: Hub):
         Grant("download", record.hub_id, oid, size, past)
     )
     expired = f"{base}?expires={past}&signature={signature}"
-    status, _, body = http("GET", expired)
+    status, _, body = http_request("GET", expired)
     assert status == 403
     assert b"expired" in body
 
@@ -151,22 +146,22 @@ def test_mismatched_or_partial_upload_stores_nothing(hub: Hub):
     actions = answer["objects"][0]["actions"]
 
     wrong = os.urandom(item["size"])
-    status, _, body = http("PUT", actions["upload"]["href"], body=wrong)
+    status, _, body = http_request("PUT", actions["upload"]["href"], body=wrong)
     assert status == 422
     assert b"Nothing was stored" in body
-    status, _, body = http("PUT", actions["upload"]["href"], body=data[:-10])
+    status, _, body = http_request("PUT", actions["upload"]["href"], body=data[:-10])
     assert status == 422
-    status, _, body = http("PUT", actions["upload"]["href"], body=data + b"extra")
+    status, _, body = http_request("PUT", actions["upload"]["href"], body=data + b"extra")
     assert status == 413
 
     assert not stored_path(hub, item["oid"]).exists()
     assert not held(hub, repo, item["oid"])
     assert list((hub.data_dir / "lfs" / "tmp").glob(f"{item['oid'][:16]}-*")) == []
-    status, _, _ = http("POST", actions["verify"]["href"], body=json.dumps(item).encode())
+    status, _, _ = http_request("POST", actions["verify"]["href"], body=json.dumps(item).encode())
     assert status == 404
 
     # The same URL still accepts the right bytes afterwards.
-    status, _, _ = http("PUT", actions["upload"]["href"], body=data)
+    status, _, _ = http_request("PUT", actions["upload"]["href"], body=data)
     assert status == 200
     assert stored_path(hub, item["oid"]).read_bytes() == data
 
@@ -183,12 +178,12 @@ def test_knowing_an_oid_gives_no_access_to_another_repos_object(hub: Hub):
     assert answer["objects"][0]["error"]["code"] == 404
     status, _, answer = batch(hub, own, "upload", [item], token)
     actions = answer["objects"][0]["actions"]  # the bytes must be uploaded, not linked
-    status, _, _ = http("POST", actions["verify"]["href"], body=json.dumps(item).encode())
+    status, _, _ = http_request("POST", actions["verify"]["href"], body=json.dumps(item).encode())
     assert status == 404
     assert not held(hub, own, item["oid"])
 
     # Someone who has the bytes may add them to their own repo: storage keeps one copy.
-    status, _, _ = http("PUT", actions["upload"]["href"], body=data)
+    status, _, _ = http_request("PUT", actions["upload"]["href"], body=data)
     assert status == 200
     assert held(hub, own, item["oid"])
 
@@ -203,7 +198,7 @@ def test_concurrent_uploads_of_one_object(hub: Hub):
     assert status == 200
     href = answer["objects"][0]["actions"]["upload"]["href"]
     with ThreadPoolExecutor(4) as pool:
-        statuses = list(pool.map(lambda _: http("PUT", href, body=data)[0], range(4)))
+        statuses = list(pool.map(lambda _: http_request("PUT", href, body=data)[0], range(4)))
     assert statuses == [200] * 4
     assert stored_path(hub, item["oid"]).read_bytes() == data
     assert held(hub, repo, item["oid"])
@@ -230,7 +225,7 @@ def test_batch_validation_and_limits(hub: Hub):
     assert "limit is 1000" in answer["message"]
 
     url = f"{hub.repo_url(repo)}.git/info/lfs/objects/batch"
-    status, _, body = http("POST", url, token=write, body=b"{not json")
+    status, _, body = http_request("POST", url, token=write, body=b"{not json")
     assert status == 400
     assert b"not valid JSON" in body
 
@@ -249,7 +244,7 @@ def test_transfer_urls_die_with_their_token_and_with_lost_access(hub: Hub):
     put = answer["objects"][0]["actions"]["upload"]["href"]
     assert doomed not in put
     hub.accounts.delete_token(user, "doomed")
-    status, _, body = http("PUT", put, body=data)
+    status, _, body = http_request("PUT", put, body=data)
     assert status == 401 and b"deleted, refreshed or has expired" in body
     assert not held(hub, repo, item["oid"]) and not stored_path(hub, item["oid"]).exists()
 
@@ -257,9 +252,9 @@ def test_transfer_urls_die_with_their_token_and_with_lost_access(hub: Hub):
     rotated = hub.make_token(user, "read", name="rotated")
     status, _, answer = batch(hub, repo, "download", [stored_item], rotated)
     get = answer["objects"][0]["actions"]["download"]["href"]
-    assert http("GET", get)[0] == 200
+    assert http_request("GET", get)[0] == 200
     hub.accounts.refresh_token(user, "rotated")
-    assert http("GET", get)[0] == 403
+    assert http_request("GET", get)[0] == 403
 
     # Removed from the organization after the batch: refused, though the token lives.
     member = hub.make_user()
@@ -270,9 +265,9 @@ def test_transfer_urls_die_with_their_token_and_with_lost_access(hub: Hub):
         hub, org_repo, "download", [stored_item], hub.make_token(member, "read")
     )
     get = answer["objects"][0]["actions"]["download"]["href"]
-    assert http("GET", get)[0] == 200
+    assert http_request("GET", get)[0] == 200
     hub.accounts.remove_member(org, member)
-    status, _, body = http("GET", get)
+    status, _, body = http_request("GET", get)
     assert status == 403 and b"Access changed" in body
 
     # An anonymous URL of a public repo dies when the repo turns private.
@@ -280,6 +275,6 @@ def test_transfer_urls_die_with_their_token_and_with_lost_access(hub: Hub):
     upload(hub, public, hub.make_token(user, "write"), stored, stored_item)
     status, _, answer = batch(hub, public, "download", [stored_item])
     get = answer["objects"][0]["actions"]["download"]["href"]
-    assert "token=" not in get and http("GET", get)[0] == 200
+    assert "token=" not in get and http_request("GET", get)[0] == 200
     hub.accounts.update_repo(public, private=True)
-    assert http("GET", get)[0] == 403
+    assert http_request("GET", get)[0] == 403

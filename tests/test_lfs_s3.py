@@ -6,19 +6,24 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hfgit.accounts import Accounts
-from hfgit.config import Settings
-from hubtest import Git, Hub, free_port, start_server, stop_server, unique
-from lfs_support import batch, enable_lfs, held, http, lfs_worktree
+from hubtest import (
+    Git,
+    Hub,
+    free_port,
+    http_request,
+    running_hub,
+    spawn,
+    stop_server,
+    unique,
+    wait_healthy,
+)
+from lfs_support import batch, held, lfs_worktree
 
 BUCKET = "hfgit-lfs-test"
 #: moto accepts any credentials; these only have to look like AWS ones.
@@ -30,24 +35,14 @@ AWS_ENV = {
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    process = spawn(command, log)
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
+        wait_healthy(endpoint, process, log, path="/moto-api/")
         yield endpoint
     finally:
         stop_server(process)
@@ -77,18 +72,8 @@ def s3_hub(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, s3_client
         "HFGIT_LFS_S3_ENDPOINT": s3_endpoint,
         "HFGIT_LFS_S3_BUCKET": BUCKET,
     }
-    accounts = Accounts.open(Settings.load(data_dir))
-    process, url = start_server(data_dir, env=env, workers=1)
-    try:
-        yield Hub(url=url, data_dir=data_dir, accounts=accounts, process=process, env=env)
-    finally:
-        stop_server(process)
-        accounts.store.dispose()
-
-
-@pytest.fixture(autouse=True)
-def _git_lfs(git: Git) -> None:
-    enable_lfs(git)
+    with running_hub(data_dir, env=env, workers=1) as hub:
+        yield hub
 
 
 def _key(hub: Hub, repo, oid: str) -> str:
@@ -96,14 +81,14 @@ def _key(hub: Hub, repo, oid: str) -> str:
     return f"{storage_id}/{oid[:2]}/{oid[2:4]}/{oid}"
 
 
-def test_push_and_clone_through_s3(s3_hub: Hub, s3_client, git: Git, tmp_path: Path):
+def test_push_and_clone_through_s3(s3_hub: Hub, s3_client, lfs_git: Git, tmp_path: Path):
     user = s3_hub.make_user()
     repo = s3_hub.make_repo(f"{user}/{unique('m')}", private=True)
     weights = os.urandom(2 * 1024 * 1024 + 17)
     oid = hashlib.sha256(weights).hexdigest()
-    work, _ = lfs_worktree(git, tmp_path / "work", weights)
+    work, _ = lfs_worktree(lfs_git, tmp_path / "work", weights)
     url = s3_hub.repo_url(repo)
-    git.run("push", "-q", url, "main", cwd=work, token=s3_hub.make_token(user, "write"))
+    lfs_git.run("push", "-q", url, "main", cwd=work, token=s3_hub.make_token(user, "write"))
 
     stored = s3_client.get_object(Bucket=BUCKET, Key=_key(s3_hub, repo, oid))["Body"].read()
     assert stored == weights
@@ -111,7 +96,7 @@ def test_push_and_clone_through_s3(s3_hub: Hub, s3_client, git: Git, tmp_path: P
     assert not (s3_hub.data_dir / "lfs" / "objects").exists()  # bytes went to S3 only
 
     clone = tmp_path / "clone"
-    git.run("clone", "-q", url, str(clone), token=s3_hub.make_token(user, "read"))
+    lfs_git.run("clone", "-q", url, str(clone), token=s3_hub.make_token(user, "read"))
     assert (clone / "model.safetensors").read_bytes() == weights
 
 
@@ -127,19 +112,21 @@ def test_s3_wrong_bytes_are_refused_at_verify_and_deleted(s3_hub: Hub, s3_client
     verify_body = json.dumps(item).encode()
 
     # Verify before any upload: nothing to link.
-    assert http("POST", actions["verify"]["href"], body=verify_body)[0] == 422
+    assert http_request("POST", actions["verify"]["href"], body=verify_body)[0] == 422
 
     upload = actions["upload"]
-    status, _, _ = http("PUT", upload["href"], body=os.urandom(len(data)), headers=upload["header"])
+    status, _, _ = http_request(
+        "PUT", upload["href"], body=os.urandom(len(data)), headers=upload["header"]
+    )
     if status == 200:  # a store that does not check the checksum itself (moto)
-        assert http("POST", actions["verify"]["href"], body=verify_body)[0] == 422
+        assert http_request("POST", actions["verify"]["href"], body=verify_body)[0] == 422
     listed = s3_client.list_objects_v2(Bucket=BUCKET, Prefix=_key(s3_hub, repo, item["oid"]))
     assert listed.get("KeyCount", 0) == 0
     assert not held(s3_hub, repo, item["oid"])
 
-    status, _, _ = http("PUT", upload["href"], body=data, headers=upload["header"])
+    status, _, _ = http_request("PUT", upload["href"], body=data, headers=upload["header"])
     assert status == 200
-    assert http("POST", actions["verify"]["href"], body=verify_body)[0] == 200
+    assert http_request("POST", actions["verify"]["href"], body=verify_body)[0] == 200
     assert held(s3_hub, repo, item["oid"])
 
 
@@ -149,8 +136,8 @@ def _s3_upload(hub: Hub, repo, token: str, data: bytes) -> dict:
     assert status == 200
     actions = answer["objects"][0]["actions"]
     upload = actions["upload"]
-    assert http("PUT", upload["href"], body=data, headers=upload["header"])[0] == 200
-    assert http("POST", actions["verify"]["href"], body=json.dumps(item).encode())[0] == 200
+    assert http_request("PUT", upload["href"], body=data, headers=upload["header"])[0] == 200
+    assert http_request("POST", actions["verify"]["href"], body=json.dumps(item).encode())[0] == 200
     return item
 
 

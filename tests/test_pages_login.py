@@ -6,16 +6,13 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from http.cookiejar import CookieJar
-from pathlib import Path
 
 import pytest
 
 from hfgit.accounts import Accounts
-from hfgit.config import Settings
 from hfgit.server.ratelimit import LoginLimiter
-from hubtest import Hub, start_server, stop_server
+from hubtest import Hub, MakeHub, NoRedirect
 
 PASSWORD = "correct horse battery"
 
@@ -26,13 +23,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def accounts(tmp_path: Path) -> Iterator[Accounts]:
-    opened = Accounts.open(Settings.load(tmp_path / "data"))
-    yield opened
-    opened.store.dispose()
 
 
 def test_account_limit_blocks_for_the_window_only(accounts: Accounts) -> None:
@@ -70,11 +60,6 @@ def test_client_limit_spans_accounts(accounts: Accounts) -> None:
     assert limiter.retry_after("10.0.0.9", "someone-else") is None
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
 class Visitor:
     """A cookie-keeping HTTP client that does not follow redirects."""
 
@@ -83,7 +68,7 @@ class Visitor:
         self.headers = headers or {}
         self.jar = CookieJar()
         self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect
+            urllib.request.HTTPCookieProcessor(self.jar), NoRedirect
         )
 
     def request(self, path: str, form: dict[str, str] | None = None):
@@ -111,20 +96,14 @@ class Visitor:
 
 
 @pytest.fixture
-def limited_server(tmp_path: Path) -> Iterator[tuple[str, Accounts]]:
-    data_dir = tmp_path / "data"
-    accounts = Accounts.open(Settings.load(data_dir))
+def limited_server(make_hub: MakeHub) -> tuple[str, Accounts]:
     env = {
         "HFGIT_LOGIN_MAX_FAILURES_ACCOUNT": "2",
         "HFGIT_LOGIN_MAX_FAILURES_CLIENT": "50",
         "HFGIT_TRUST_PROXY": "1",
     }
-    process, url = start_server(data_dir, workers=1, env=env)
-    try:
-        yield url, accounts
-    finally:
-        stop_server(process)
-        accounts.store.dispose()
+    hub = make_hub(workers=1, env=env)
+    return hub.url, hub.accounts
 
 
 def test_failed_logins_are_limited_but_known_browsers_get_in(limited_server) -> None:

@@ -2,41 +2,24 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from hfgit.accounts import Accounts
-from hfgit.config import Settings
 from hfgit.names import RepoId
-from hubtest import Git, Postgres, start_server, stop_server, unique
-
-
-def status_of(url: str | urllib.request.Request) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+from hubtest import Git, MakeHub, Postgres, http_request, unique
 
 
 @pytest.fixture
-def two_gatekeepers(postgres: Postgres, tmp_path: Path):
+def two_gatekeepers(
+    postgres: Postgres, make_hub: MakeHub, tmp_path: Path
+) -> tuple[Accounts, str, str]:
     """Two ``hfgit serve`` processes sharing one PostgreSQL database and data directory."""
     data_dir = tmp_path / "data"
-    settings = Settings.load(data_dir, postgres.url)
-    accounts = Accounts.open(settings)
-    env = {"HFGIT_DATABASE_URL": postgres.url}
-    first, first_url = start_server(data_dir, env=env, workers=1)
-    second, second_url = start_server(data_dir, env=env, workers=1)
-    try:
-        yield accounts, first_url, second_url
-    finally:
-        stop_server(first)
-        stop_server(second)
-        accounts.store.dispose()
+    first = make_hub(data_dir=data_dir, database_url=postgres.url, workers=1)
+    second = make_hub(data_dir=data_dir, database_url=postgres.url, workers=1)
+    return first.accounts, first.url, second.url
 
 
 def test_push_on_one_gatekeeper_clone_on_another_and_refresh_applies_to_both(
@@ -68,20 +51,19 @@ def test_database_outage_fails_closed_with_503_and_recovers(
     accounts.create_user(user)
     accounts.create_repo(RepoId.parse(f"{user}/public-model"))
     token, _ = accounts.create_token(user, "ci", "read")
-    assert status_of(f"{url}/healthz")[0] == 200
+    assert http_request("GET", f"{url}/healthz")[0] == 200
     postgres.stop()
     try:
-        assert status_of(f"{url}/healthz")[0] == 503
-        status, body = status_of(f"{url}/{user}/public-model/info/refs?service=git-upload-pack")
+        assert http_request("GET", f"{url}/healthz")[0] == 503
+        status, _, body = http_request(
+            "GET", f"{url}/{user}/public-model/info/refs?service=git-upload-pack"
+        )
         assert status == 503 and b"database" in body
         for path in ("/api/whoami-v2", "/login", "/settings/tokens"):
-            request = urllib.request.Request(
-                url + path, headers={"Authorization": f"Bearer {token}"}
-            )
-            assert status_of(request)[0] == 503, path
+            assert http_request("GET", url + path, token=token, bearer=True)[0] == 503, path
         result = git.run("ls-remote", f"{url}/{user}/public-model", check=False)
         assert result.returncode != 0 and "503" in result.stderr
     finally:
         postgres.start()
-    assert status_of(f"{url}/healthz")[0] == 200
+    assert http_request("GET", f"{url}/healthz")[0] == 200
     git.run("ls-remote", f"{url}/{user}/public-model")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import gzip
 import zlib
-from urllib.parse import urlsplit
 
 import pytest
 
-from _wire import FLUSH, UPLOAD_CAPS, PushTarget, pkt, post, raw_request, read_pkts
+from _wire import FLUSH, UPLOAD_CAPS, PushTarget, pkt, post, raw_request, read_pkts, request_head
+from hubtest import Git, worker_memory
 
 UPLOAD = "git-upload-pack"
 RECEIVE = "git-receive-pack"
@@ -17,8 +16,6 @@ RECEIVE = "git-receive-pack"
 
 @pytest.fixture(scope="module")
 def target(hub, tmp_path_factory):
-    from hubtest import Git
-
     tmp = tmp_path_factory.mktemp("malformed")
     return PushTarget.create(hub, Git(tmp / "home"), tmp)
 
@@ -136,38 +133,31 @@ def test_malformed_receive_pack_request(target, name):
 
 @pytest.mark.parametrize("service", ["git-upload-archive", "git-upl%C3%B6ad-pack", "x" * 300])
 def test_unknown_or_non_ascii_service_is_refused(target, service):
-    parts = urlsplit(target.url)
-    auth = base64.b64encode(f"u:{target.token}".encode()).decode()
-    response = raw_request(
-        target.url,
-        f"GET {parts.path}/info/refs?service={service} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-        f"Authorization: Basic {auth}\r\nConnection: close\r\n\r\n".encode(),
+    head = request_head(
+        "GET", target.url, f"/info/refs?service={service}", target.token, {"Connection": "close"}
     )
+    response = raw_request(target.url, head)
     status = int(response.split(b" ", 2)[1])
     assert 400 <= status < 500
     _healthy(target)
 
 
-def _raw_post(target, service: str, headers: str, body: bytes) -> int:
-    parts = urlsplit(target.url)
-    auth = base64.b64encode(f"u:{target.token}".encode()).decode()
-    response = raw_request(
+def _raw_post(target, service: str, headers: dict[str, str], body: bytes) -> int:
+    head = request_head(
+        "POST",
         target.url,
-        (
-            f"POST {parts.path}/{service} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            f"Authorization: Basic {auth}\r\nConnection: close\r\n"
-            f"Content-Type: application/x-{service}-request\r\n{headers}\r\n"
-        ).encode()
-        + body,
-        timeout=30,
+        f"/{service}",
+        target.token,
+        {"Connection": "close", "Content-Type": f"application/x-{service}-request", **headers},
     )
+    response = raw_request(target.url, head + body, timeout=30)
     return int(response.split(b" ", 2)[1]) if response else 0
 
 
 @pytest.mark.parametrize("service", [UPLOAD, RECEIVE])
 def test_body_longer_than_content_length(target, service):
     body = FLUSH + b"0" * 5000
-    status = _raw_post(target, service, "Content-Length: 4\r\n", body)
+    status = _raw_post(target, service, {"Content-Length": "4"}, body)
     assert status != 500
     _healthy(target)
 
@@ -175,7 +165,9 @@ def test_body_longer_than_content_length(target, service):
 @pytest.mark.parametrize("service", [UPLOAD, RECEIVE])
 def test_conflicting_content_length_and_transfer_encoding(target, service):
     body = b"4\r\n0000\r\n0\r\n\r\n"
-    status = _raw_post(target, service, "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n", body)
+    status = _raw_post(
+        target, service, {"Content-Length": "4", "Transfer-Encoding": "chunked"}, body
+    )
     assert 400 <= status < 500
     _healthy(target)
 
@@ -191,20 +183,7 @@ def _gzip_bomb(prefix: bytes, line: bytes, size: int) -> bytes:
 
 def _worker_rss(hub) -> int:
     """Largest resident size (bytes) among the server's worker processes."""
-    import pathlib
-
-    biggest = 0
-    for status in pathlib.Path("/proc").glob("[0-9]*/status"):
-        try:
-            text = status.read_text()
-        except OSError:
-            continue
-        if f"PPid:\t{hub.process.pid}\n" not in text:
-            continue
-        for line in text.splitlines():
-            if line.startswith("VmRSS:"):
-                biggest = max(biggest, int(line.split()[1]) * 1024)
-    return biggest
+    return max(worker_memory(hub, "VmRSS"), default=0)
 
 
 @pytest.mark.parametrize("service", [UPLOAD, RECEIVE])

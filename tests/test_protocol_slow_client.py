@@ -2,52 +2,44 @@
 
 from __future__ import annotations
 
-import base64
 import socket
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
-from _wire import FLUSH, PushTarget, post
-from hfgit.accounts import Accounts
-from hfgit.config import Settings
-from hubtest import Git, Hub, start_server, stop_server
+from _wire import FLUSH, PushTarget, post, request_head
+from hubtest import Git, Hub, running_hub
 
 
 @pytest.fixture(scope="module")
-def impatient_hub(tmp_path_factory):
+def impatient_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     """One worker and a 2-second body read timeout."""
     data_dir = tmp_path_factory.mktemp("slow") / "data"
-    env = {"HFGIT_BODY_READ_TIMEOUT": "2"}
-    accounts = Accounts.open(Settings.load(data_dir))
-    process, url = start_server(data_dir, workers=1, env=env)
-    try:
-        yield Hub(url=url, data_dir=data_dir, accounts=accounts, process=process, env=env)
-    finally:
-        stop_server(process)
-        accounts.store.dispose()
+    with running_hub(data_dir, workers=1, env={"HFGIT_BODY_READ_TIMEOUT": "2"}) as hub:
+        yield hub
 
 
 def _stall(target, service: str) -> socket.socket:
     """Start a POST that promises 1 MB and sends 10 bytes."""
     parts = urlsplit(target.url)
-    auth = base64.b64encode(f"u:{target.token}".encode()).decode()
     sock = socket.create_connection((parts.hostname, parts.port), timeout=60)
-    sock.sendall(
-        (
-            f"POST {parts.path}/{service} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            f"Authorization: Basic {auth}\r\n"
-            f"Content-Type: application/x-{service}-request\r\n"
-            "Content-Length: 1000000\r\n\r\n"
-        ).encode()
-        + b"0000000000"
+    head = request_head(
+        "POST",
+        target.url,
+        f"/{service}",
+        target.token,
+        {"Content-Type": f"application/x-{service}-request", "Content-Length": "1000000"},
     )
+    sock.sendall(head + b"0000000000")
     return sock
 
 
 @pytest.mark.parametrize("service", ["git-receive-pack", "git-upload-pack"])
-def test_stalled_body_is_dropped_and_the_server_keeps_serving(impatient_hub, tmp_path, service):
-    target = PushTarget.create(impatient_hub, Git(tmp_path / "home"), tmp_path)
+def test_stalled_body_is_dropped_and_the_server_keeps_serving(
+    impatient_hub: Hub, git: Git, tmp_path, service
+):
+    target = PushTarget.create(impatient_hub, git, tmp_path)
     stalled = [_stall(target, service) for _ in range(3)]
     try:
         for sock in stalled:

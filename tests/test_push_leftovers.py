@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import time
 from urllib.parse import urlsplit
 
-from _wire import PushTarget, push_body, raw_request, report_status, snapshot
+from _wire import PushTarget, push_body, raw_request, report_status, request_head, snapshot
 
 
 def _commit(target, scratch, text: bytes) -> tuple[str, bytes]:
-    blob = scratch.blob(text * 1000)
-    tree = scratch.tree([("100644", blob, "f.txt")])
-    commit = scratch.commit(tree, (target.main,))
-    return commit, scratch.pack([commit, tree, blob])
+    commit, objects = scratch.commit_files({"f.txt": text * 1000}, (target.main,))
+    return commit, scratch.pack(objects)
 
 
 def _served(target, path: str) -> int:
     """How many requests for ``path`` the server's access log shows as finished."""
-    logs = target.hub.data_dir.parent.glob("serve-*.log")
-    return sum(log.read_text(errors="replace").count(f'{path}" ') for log in logs)
+    return target.hub.log.read_text(errors="replace").count(f'{path}" ')
 
 
 def _wait_served(target, path: str, count: int) -> None:
@@ -65,16 +61,18 @@ def test_interrupted_upload_leaves_nothing(hub, git, tmp_path):
     commit, pack = _commit(target, scratch, b"interrupted\n")
     body = push_body([(target.main, commit, "refs/heads/main")], pack)
     before = snapshot(target.path)
-    parts = urlsplit(target.url)
-    auth = base64.b64encode(f"u:{target.token}".encode()).decode()
-    head = (
-        f"POST {parts.path}/git-receive-pack HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-        f"Authorization: Basic {auth}\r\n"
-        "Content-Type: application/x-git-receive-pack-request\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    head = request_head(
+        "POST",
+        target.url,
+        "/git-receive-pack",
+        target.token,
+        {
+            "Content-Type": "application/x-git-receive-pack-request",
+            "Content-Length": str(len(body)),
+        },
+    )
 
-    endpoint = f"{parts.path}/git-receive-pack"
+    endpoint = f"{urlsplit(target.url).path}/git-receive-pack"
     served = _served(target, endpoint)
 
     # Half the body, then the client hangs up.

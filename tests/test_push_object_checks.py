@@ -122,13 +122,8 @@ def test_branch_cannot_point_at_a_blob(hub, git, tmp_path):
 
 def land(target: PushTarget, scratch: Plumbing, files: dict[str, bytes]) -> str:
     """Push a commit with ``files`` on top of ``main`` (a full pack); return it."""
-    entries = [("100644", scratch.blob(data), name) for name, data in files.items()]
-    tree = scratch.tree(entries)
-    commit = scratch.commit(tree, (target.main,))
-    answer = target.push(
-        [(target.main, commit, "refs/heads/main")],
-        scratch.pack([commit, tree, *(sha for _, sha, _ in entries)]),
-    )
+    commit, objects = scratch.commit_files(files, (target.main,))
+    answer = target.push([(target.main, commit, "refs/heads/main")], scratch.pack(objects))
     assert report_status(answer.body) == {"unpack": "ok", "refs/heads/main": "ok"}
     scratch.run("update-ref", "refs/heads/main", commit)
     target.main = commit

@@ -8,15 +8,13 @@ import struct
 import zlib
 from hashlib import sha1
 from io import BytesIO
-from pathlib import Path
 
 import pytest
 from dulwich.pack import REF_DELTA, PackStreamReader
 
 from _wire import ZERO, PushTarget, progress_text, report_status, snapshot
-from hfgit.accounts import Accounts
-from hfgit.config import MiB, Settings
-from hubtest import Git, Hub, start_server, stop_server
+from hfgit.config import MiB
+from hubtest import Git, Hub, running_hub, worker_memory
 
 
 def test_default_branch_cannot_be_deleted(hub, git, tmp_path):
@@ -74,14 +72,8 @@ def strict_hub(tmp_path_factory):
         "HFGIT_MAX_PACK_BYTES": str(64 * 1024),
         "HFGIT_MAX_BLOB_BYTES": "1000",
     }
-    settings = Settings.load(data_dir)
-    accounts = Accounts.open(settings)
-    process, url = start_server(data_dir, env=env)
-    try:
-        yield Hub(url=url, data_dir=data_dir, accounts=accounts, process=process, env=env)
-    finally:
-        stop_server(process)
-        accounts.store.dispose()
+    with running_hub(data_dir, env=env) as hub:
+        yield hub
 
 
 def test_too_many_ref_updates_are_refused(strict_hub, git, tmp_path):
@@ -170,27 +162,13 @@ def bomb_hub(tmp_path_factory):
     """A fresh server of one worker, so that worker's peak memory is the bombs' doing."""
     data_dir = tmp_path_factory.mktemp("bombs") / "data"
     env = {"HFGIT_MAX_OBJECT_BYTES": str(OBJECT_LIMIT)}
-    settings = Settings.load(data_dir)
-    accounts = Accounts.open(settings)
-    process, url = start_server(data_dir, workers=1, env=env)
-    try:
-        yield Hub(url=url, data_dir=data_dir, accounts=accounts, process=process, env=env)
-    finally:
-        stop_server(process)
-        accounts.store.dispose()
+    with running_hub(data_dir, workers=1, env=env) as hub:
+        yield hub
 
 
 def worker_peak_rss(hub: Hub) -> int:
     """The largest peak resident size (``VmHWM``, bytes) among the server's workers."""
-    peaks = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            text = status.read_text()
-        except OSError:
-            continue
-        if f"PPid:\t{hub.process.pid}\n" in text:
-            line = next(line for line in text.splitlines() if line.startswith("VmHWM:"))
-            peaks.append(int(line.split()[1]) * 1024)
+    peaks = worker_memory(hub, "VmHWM")
     assert peaks, "no worker process found"
     return max(peaks)
 

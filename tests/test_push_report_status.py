@@ -6,10 +6,7 @@ from _wire import ZERO, PushTarget, report_status, snapshot
 
 
 def _next_commit(target, scratch, text: bytes) -> tuple[str, list[str]]:
-    blob = scratch.blob(text)
-    tree = scratch.tree([("100644", blob, "f.txt")])
-    commit = scratch.commit(tree, (target.main,))
-    return commit, [commit, tree, blob]
+    return scratch.commit_files({"f.txt": text}, (target.main,))
 
 
 def test_update_with_a_stale_old_value_gets_fetch_first(hub, git, tmp_path):

@@ -9,18 +9,14 @@ time and break every such push.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from hfgit.accounts import Accounts
-from hfgit.config import Settings
 from hfgit.names import RepoId
-from hubtest import Git, free_port, stop_server
+from hubtest import Git, free_port, spawn, stop_server, wait_healthy
 
 SERVE = {
     "waitress": "import waitress; waitress.serve(app, host='127.0.0.1', port={port}, threads=4)",
@@ -32,9 +28,9 @@ SERVE = {
 
 
 @pytest.mark.parametrize("server", sorted(SERVE))
-def test_chunked_push_under_other_wsgi_servers(server: str, git: Git, tmp_path: Path):
-    data_dir = tmp_path / "data"
-    accounts = Accounts.open(Settings.load(data_dir))
+def test_chunked_push_under_other_wsgi_servers(
+    server: str, data_dir: Path, accounts: Accounts, git: Git, tmp_path: Path
+):
     accounts.create_user("alice")
     accounts.create_repo(RepoId.parse("alice/model"), private=True)
     token, _ = accounts.create_token("alice", "ci", "write")
@@ -43,16 +39,11 @@ def test_chunked_push_under_other_wsgi_servers(server: str, git: Git, tmp_path: 
         "from hfgit.config import Settings; from hfgit.server import create_app; "
         f"app = create_app(Settings.load({str(data_dir)!r})); " + SERVE[server].format(port=port)
     )
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
+    log = tmp_path / "server.log"
+    process = spawn([sys.executable, "-c", code], log)
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_healthy(url, process, log)
         files = {f"shard-{i}.bin": os.urandom(4 * 1024 * 1024) for i in range(3)}
         worktree = git.init_worktree(tmp_path / "wt", files)
         git.run("push", f"{url}/alice/model", "main", cwd=worktree, token=token)
@@ -61,4 +52,3 @@ def test_chunked_push_under_other_wsgi_servers(server: str, git: Git, tmp_path: 
             assert (tmp_path / "c" / name).read_bytes() == content
     finally:
         stop_server(process)
-        accounts.store.dispose()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from hfgit import tokens
+from hubtest import run_cli
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -110,6 +111,20 @@ class Cred:
         if check and result.returncode != 0:
             raise AssertionError(f"{args[:3]} exited {result.returncode}: {result.stderr.decode()}")
         return result
+
+    def hfgit(
+        self, *args: str, token: str = "", check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """``hfgit ARGS`` in the sandbox with ``token`` on stdin; output as bytes, like ``run``."""
+        return run_cli(
+            *args,
+            env={**self.env, **(env or {})},
+            input=token.encode(),
+            check=check,
+            text=False,
+            cwd=self.root,
+            timeout=120,
+        )
 
     def git(self, action: str, lines: str, *config: str, **kw) -> subprocess.CompletedProcess:
         options = ["-c", "credential.helper=hf"]

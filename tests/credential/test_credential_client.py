@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import http.server
-import sys
 import threading
 
 import pytest
 from credhelpers import absent, new_token, not_secret, same_secret, unanswered
-
-
-def hfgit(cred, *args: str, token: str = "", check: bool = True, env=None):
-    return cred.run([sys.executable, "-m", "hfgit.cli", *args], token, check=check, env=env)
 
 
 def host_of(hub) -> str:
@@ -24,7 +19,7 @@ def fill(cred, hub, path: str = "") -> dict[str, str]:
 
 
 def login(cred, hub, token: str, *extra: str):
-    return hfgit(cred, "login", "--endpoint", hub.url, "--token-stdin", *extra, token=token + "\n")
+    return cred.hfgit("login", "--endpoint", hub.url, "--token-stdin", *extra, token=token + "\n")
 
 
 def test_login_records_account_and_answers_git(cred, hub):
@@ -36,10 +31,10 @@ def test_login_records_account_and_answers_git(cred, hub):
     out = fill(cred, hub)
     same_secret(out["password"], token)
     assert out["username"] == user
-    listing = hfgit(cred, "auth", "list")
+    listing = cred.hfgit("auth", "list")
     assert b"laptop" in listing.stdout and user.encode() in listing.stdout
     absent(token, listing.stdout + listing.stderr)
-    who = hfgit(cred, "whoami", "--endpoint", hub.url)
+    who = cred.hfgit("whoami", "--endpoint", hub.url)
     assert who.stdout.decode().splitlines()[0] == user
     absent(token, who.stdout + who.stderr)
 
@@ -55,15 +50,15 @@ def test_rejected_token_saves_nothing_and_keeps_existing(cred, hub):
         ("hf_abc\x1bdef", b"control characters"),
         ("", b"no token given"),
     ]:
-        result = hfgit(
-            cred, "login", "--endpoint", hub.url, "--token-stdin", token=bad + "\n", check=False
+        result = cred.hfgit(
+            "login", "--endpoint", hub.url, "--token-stdin", token=bad + "\n", check=False
         )
         assert result.returncode == 1 and message in result.stderr
         assert cred.store_file.read_bytes() == before
 
 
 def test_login_without_stdin_flag_and_no_terminal_is_refused(cred, hub):
-    result = hfgit(cred, "login", "--endpoint", hub.url, token="", check=False)
+    result = cred.hfgit("login", "--endpoint", hub.url, token="", check=False)
     assert result.returncode == 1 and b"--token-stdin" in result.stderr
     assert not cred.store_file.exists()
 
@@ -75,7 +70,7 @@ def test_bad_endpoints_refused(cred):
         ("https://user@huggingface.co", b"user name"),
         ("https://huggingface.co/prefix", b"no path"),
     ]:
-        result = hfgit(cred, "login", "--endpoint", url, "--token-stdin", token="x\n", check=False)
+        result = cred.hfgit("login", "--endpoint", url, "--token-stdin", token="x\n", check=False)
         assert result.returncode == 1 and message in result.stderr
 
 
@@ -86,15 +81,15 @@ def test_logout_and_switch(cred, hub):
     login(cred, hub, first)
     login(cred, hub, second)
     same_secret(fill(cred, hub)["password"], second, "latest login is active")
-    hfgit(cred, "auth", "switch", "first", "--endpoint", hub.url)
+    cred.hfgit("auth", "switch", "first", "--endpoint", hub.url)
     same_secret(fill(cred, hub)["password"], first, "after switch")
-    result = hfgit(cred, "auth", "switch", "nope", "--endpoint", hub.url, check=False)
+    result = cred.hfgit("auth", "switch", "nope", "--endpoint", hub.url, check=False)
     assert result.returncode == 1 and b"no token named 'nope'" in result.stderr
-    hfgit(cred, "logout", "--endpoint", hub.url, "--name", "first")
+    cred.hfgit("logout", "--endpoint", hub.url, "--name", "first")
     same_secret(fill(cred, hub)["password"], second, "only one left")
-    result = hfgit(cred, "logout", "--endpoint", hub.url, "--name", "first", check=False)
+    result = cred.hfgit("logout", "--endpoint", hub.url, "--name", "first", check=False)
     assert result.returncode == 1
-    hfgit(cred, "logout", "--endpoint", hub.url)
+    cred.hfgit("logout", "--endpoint", hub.url)
     unanswered(fill(cred, hub))
 
 
@@ -131,19 +126,19 @@ def test_token_per_repo(cred, hub):
 def test_setup_git_idempotent_and_undo_keeps_other_settings(cred, hub):
     cred.run(["git", "config", "--global", "credential.helper", "store"])
     for _ in range(2):
-        hfgit(cred, "setup-git", "--endpoint", hub.url)
+        cred.hfgit("setup-git", "--endpoint", hub.url)
     helpers = cred.run(["git", "config", "--global", "--get-all", "credential.helper"]).stdout
     assert helpers.decode().splitlines() == ["store", "hf"]
     key = f"credential.{hub.url}.usehttppath"
     assert cred.run(["git", "config", "--global", key]).stdout.strip() == b"true"
-    hfgit(cred, "setup-git", "--endpoint", hub.url, "--undo")
+    cred.hfgit("setup-git", "--endpoint", hub.url, "--undo")
     helpers = cred.run(["git", "config", "--global", "--get-all", "credential.helper"]).stdout
     assert helpers.decode().splitlines() == ["store"]
     assert cred.run(["git", "config", "--global", key], check=False).returncode == 1
 
 
 def test_setup_git_local_outside_a_repository_fails_clearly(cred, hub):
-    result = hfgit(cred, "setup-git", "--local", "--endpoint", hub.url, check=False)
+    result = cred.hfgit("setup-git", "--local", "--endpoint", hub.url, check=False)
     assert result.returncode == 1 and b"hfgit: error:" in result.stderr
 
 
@@ -174,8 +169,8 @@ def test_server_without_whoami_accepts_unvalidated_token(cred):
     server, url = _serve(not_found)
     try:
         token = new_token()
-        result = hfgit(
-            cred, "login", "--endpoint", url, "--name", "box", "--token-stdin", token=token
+        result = cred.hfgit(
+            "login", "--endpoint", url, "--name", "box", "--token-stdin", token=token
         )
         assert b"not validated" in result.stderr
         host = url.removeprefix("http://")
@@ -195,7 +190,7 @@ def test_whoami_redirect_is_not_followed_with_the_token(cred):
     source, url = _serve(redirect)
     try:
         token = new_token()
-        result = hfgit(cred, "login", "--endpoint", url, "--token-stdin", token=token, check=False)
+        result = cred.hfgit("login", "--endpoint", url, "--token-stdin", token=token, check=False)
         assert result.returncode == 1 and b"redirected" in result.stderr
         assert target.seen_auth == [] and len(source.seen_auth) == 1
         assert not cred.store_file.exists()
@@ -206,8 +201,7 @@ def test_whoami_redirect_is_not_followed_with_the_token(cred):
 
 @pytest.mark.parametrize("repo", ["noslash", "a/b/c/d", "models/x/y/z"])
 def test_bad_repo_pin_refused(cred, hub, repo):
-    result = hfgit(
-        cred,
+    result = cred.hfgit(
         "login",
         "--endpoint",
         hub.url,

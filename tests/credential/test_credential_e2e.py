@@ -22,10 +22,6 @@ def git(cred, *args, cwd=None, check=True, env=None):
     return cred.run(["git", *args], cwd=cwd, check=check, env={**AUTHOR, **(env or {})})
 
 
-def hfgit(cred, *args, token="", check=True):
-    return cred.run([sys.executable, "-m", "hfgit.cli", *args], token, check=check)
-
-
 def push_then_clone(cred, hub, url, tmp_path, env=None):
     work = tmp_path / "work"
     git(cred, "init", "-q", "-b", "main", str(work))
@@ -50,8 +46,8 @@ def test_clone_and_push_after_hfgit_login(cred, hub, tmp_path):
     rid = hub.make_repo(f"{user}/model", private=True)
     url = hub.repo_url(rid)
     assert "@" not in url
-    hfgit(cred, "setup-git", "--endpoint", hub.url)
-    hfgit(cred, "login", "--endpoint", hub.url, "--token-stdin", token=token)
+    cred.hfgit("setup-git", "--endpoint", hub.url)
+    cred.hfgit("login", "--endpoint", hub.url, "--token-stdin", token=token)
     clone = push_then_clone(cred, hub, url, tmp_path)
     no_token_in_config(cred, clone, token)
 
@@ -60,7 +56,7 @@ def test_clone_and_push_with_huggingface_hub_token_only(cred, hub, tmp_path):
     user = hub.make_user()
     token = hub.make_token(user, "write")
     rid = hub.make_repo(f"{user}/data", private=True, type="dataset")
-    hfgit(cred, "setup-git", "--endpoint", hub.url)
+    cred.hfgit("setup-git", "--endpoint", hub.url)
     env = {"HF_ENDPOINT": hub.url}
     cred.run(
         [sys.executable, "-c", "import sys, huggingface_hub as h; h.login(token=sys.stdin.read())"],
@@ -75,8 +71,8 @@ def test_revoked_login_is_erased_after_git_reports_failure(cred, hub, tmp_path):
     user = hub.make_user()
     token = hub.make_token(user, "write", name="soon-gone")
     rid = hub.make_repo(f"{user}/gone", private=True)
-    hfgit(cred, "setup-git", "--endpoint", hub.url)
-    hfgit(cred, "login", "--endpoint", hub.url, "--token-stdin", token=token)
+    cred.hfgit("setup-git", "--endpoint", hub.url)
+    cred.hfgit("login", "--endpoint", hub.url, "--token-stdin", token=token)
     hub.accounts.delete_token(user, "soon-gone")
     result = git(cred, "clone", "-q", hub.repo_url(rid), str(tmp_path / "c"), check=False)
     assert result.returncode != 0
@@ -91,9 +87,8 @@ def test_pinned_write_token_pushes_while_active_read_token_clones(cred, hub, tmp
     reader = hub.make_token(user, "read", name="reader")
     writer = hub.make_token(user, "write", name="writer")
     rid = hub.make_repo(f"{user}/pinned", private=True)
-    hfgit(cred, "setup-git", "--endpoint", hub.url)
-    hfgit(
-        cred,
+    cred.hfgit("setup-git", "--endpoint", hub.url)
+    cred.hfgit(
         "login",
         "--endpoint",
         hub.url,
@@ -102,7 +97,7 @@ def test_pinned_write_token_pushes_while_active_read_token_clones(cred, hub, tmp
         f"{user}/pinned",
         token=writer,
     )
-    hfgit(cred, "login", "--endpoint", hub.url, "--token-stdin", token=reader)
+    cred.hfgit("login", "--endpoint", hub.url, "--token-stdin", token=reader)
     push_then_clone(cred, hub, hub.repo_url(rid), tmp_path)
     host = hub.url.removeprefix("http://")
     out = cred.fill(

@@ -126,7 +126,7 @@ def test_hf_login_add_to_git_credential_with_setup_git_config(cred, hub, user_to
     """``huggingface_hub.login(add_to_git_credential=True)`` sees the plain helper entry
     setup-git writes, runs ``git credential approve``, and git then gets the token."""
     _, _, token = user_token
-    cred.run([sys.executable, "-m", "hfgit.cli", "setup-git", "--endpoint", hub.url, "--global"])
+    cred.hfgit("setup-git", "--endpoint", hub.url, "--global")
     helpers = cred.run(["git", "config", "--list"]).stdout.decode()
     assert "credential.helper=hf" in helpers.splitlines()
     result = cred.run(
