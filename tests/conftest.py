@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from hfgit.accounts import Accounts
 from hubtest import (
@@ -25,6 +27,7 @@ from hubtest import (
     open_accounts,
     postgres_bin_dir,
     require_tool,
+    run_cli,
     running_hub,
     unique,
 )
@@ -109,9 +112,24 @@ def postgres() -> Iterator[Postgres]:
     server.run("initdb", "-D", str(data_dir), "-A", "trust", "-U", "hfgit", "--no-sync")
     server.start()
     try:
+        # An operator upgrades a database hfgit does not keep itself, before serving it.
+        run_cli(
+            "db", "upgrade", "--data-dir", str(data_dir / "hfgit"), "--database-url", server.url
+        )
         yield server
     finally:
         try:
             server.stop()
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres: Postgres) -> str:
+    """A new, empty database on the session's PostgreSQL server."""
+    name = f"fresh_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return postgres.url.rsplit("/", 1)[0] + "/" + name

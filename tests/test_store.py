@@ -1,16 +1,13 @@
-"""The store: schema creation by several gatekeepers starting at once."""
+"""The store: schema creation (migrations to head) by several gatekeepers starting at once."""
 
 from __future__ import annotations
 
 import threading
-import uuid
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from hfgit.store import Store, server_settings
-from hubtest import Postgres
 
 
 def create_concurrently(url: str, count: int = 6) -> list[str]:
@@ -21,7 +18,7 @@ def create_concurrently(url: str, count: int = 6) -> list[str]:
     def create(store: Store) -> None:
         barrier.wait()
         try:
-            store.create_schema()
+            store.upgrade()
         except Exception as error:
             errors.append(type(error).__name__)
 
@@ -41,16 +38,6 @@ def assert_one_secret(url: str) -> None:
         rows = conn.execute(sa.select(server_settings)).all()
     store.dispose()
     assert [row.key for row in rows] == ["secret"]
-
-
-@pytest.fixture
-def fresh_postgres_url(postgres: Postgres) -> str:
-    name = f"fresh_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return postgres.url.rsplit("/", 1)[0] + "/" + name
 
 
 def test_concurrent_schema_creation_on_postgres(fresh_postgres_url: str):

@@ -209,8 +209,10 @@ class Accounts:
             settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             settings.repos_dir.mkdir(exist_ok=True, mode=0o700)
         store = Store(settings.database_url)
-        if create:
-            store.create_schema()
+        if create and settings.embedded_database:
+            store.upgrade()
+        elif create:
+            store.require_current()
         return cls(store, settings.repos_dir, settings.token_key)
 
     # Users and organizations

@@ -18,7 +18,7 @@ from .config import MiB, Settings
 from .lfs.gc import collect
 from .lfs.storage import open_storage
 from .names import REPO_TYPES, InvalidName, RepoId
-from .store import DatabaseUnavailable
+from .store import DatabaseUnavailable, SchemaOutOfDate, Store
 
 
 def _store_options() -> argparse.ArgumentParser:
@@ -233,6 +233,36 @@ def cmd_lfs_gc(args, settings) -> int:
     return 0
 
 
+def _open_store(settings: Settings) -> Store:
+    if settings.embedded_database:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return Store(settings.database_url)
+
+
+def cmd_db_upgrade(args, settings) -> int:
+    store = _open_store(settings)
+    before = store.revision()
+    store.upgrade()
+    after = store.revision()
+    if before == after:
+        print(f"The database is at revision {after} already.", file=sys.stderr)
+    else:
+        print(f"Upgraded the database from {before or 'empty'} to {after}.", file=sys.stderr)
+    store.dispose()
+    return 0
+
+
+def cmd_db_current(args, settings) -> int:
+    store = _open_store(settings)
+    print(store.revision() or "none")
+    try:
+        store.require_current()
+    except SchemaOutOfDate as behind:
+        print(str(behind), file=sys.stderr)
+    store.dispose()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     store = _store_options()
     parser = argparse.ArgumentParser(
@@ -348,6 +378,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="only report what would be removed")
     p.set_defaults(func=cmd_lfs_gc)
 
+    db = commands.add_parser("db", help="the database schema").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = db.add_parser(
+        "upgrade", parents=[store], help="migrate the schema to this release's (idempotent)"
+    )
+    p.set_defaults(func=cmd_db_upgrade)
+    p = db.add_parser("current", parents=[store], help="print the schema revision")
+    p.set_defaults(func=cmd_db_current)
+
     client.register(commands)
     return parser
 
@@ -360,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.load(args.data_dir, args.database_url)
         return args.func(args, settings)
-    except (AccountsError, InvalidName, ValueError) as exc:
+    except (AccountsError, InvalidName, SchemaOutOfDate, ValueError) as exc:
         print(f"hfgit: error: {exc}", file=sys.stderr)
         return 1
     except DatabaseUnavailable:

@@ -16,6 +16,10 @@ def default_data_dir() -> Path:
     return Path(base) / "hfgit"
 
 
+def default_database_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'hfgit.db'}"
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -70,6 +74,12 @@ class Settings:
     git_engine: str = "dulwich"
 
     @property
+    def embedded_database(self) -> bool:
+        """True for the SQLite file hfgit keeps in its data directory when none is configured:
+        hfgit upgrades that one itself; an operator upgrades any other (``hfgit db upgrade``)."""
+        return self.database_url == default_database_url(self.data_dir)
+
+    @property
     def repos_dir(self) -> Path:
         return self.data_dir / "repos"
 
@@ -85,9 +95,7 @@ class Settings:
         directory = Path(data_dir or os.environ.get("HFGIT_DATA_DIR") or default_data_dir())
         directory = directory.expanduser().absolute()
         url = (
-            database_url
-            or os.environ.get("HFGIT_DATABASE_URL")
-            or f"sqlite:///{directory / 'hfgit.db'}"
+            database_url or os.environ.get("HFGIT_DATABASE_URL") or default_database_url(directory)
         )
         key = os.environ.get("HFGIT_TOKEN_KEY")
         return cls(

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from . import migrations
+
 metadata = sa.MetaData()
 
 accounts = sa.Table(
@@ -148,6 +150,10 @@ class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached; callers answer 503 rather than guess."""
 
 
+class SchemaOutOfDate(RuntimeError):
+    """The database's schema is not the one this release expects; the message says what to do."""
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (every git request) proceed while a writer commits; the busy
@@ -175,16 +181,17 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
 
-    def create_schema(self, attempts: int = 5) -> None:
-        """Create what is missing: tables, and the server secret shared by all processes.
+    def upgrade(self, attempts: int = 5) -> None:
+        """Migrate the schema to this release's, and create the server secret if missing.
 
-        Several gatekeepers may start at once on a new database; the loser of that race
-        fails on the winner's tables or secret, and finds them in place on its next try.
+        Idempotent. Several gatekeepers may start at once on a new database; the loser
+        of that race fails on the winner's tables or secret, and finds them in place on
+        its next try.
         """
         for attempt in range(1, attempts + 1):
             try:
-                with self.begin() as conn:
-                    metadata.create_all(conn)
+                with self._schema_transaction() as conn:
+                    migrations.upgrade(conn)
                     existing = conn.execute(
                         sa.select(server_settings.c.value).where(server_settings.c.key == "secret")
                     ).scalar()
@@ -199,6 +206,47 @@ class Store:
                 if attempt == attempts:
                     raise
                 time.sleep(0.05 * attempt)
+
+    @contextmanager
+    def _schema_transaction(self) -> Iterator[Connection]:
+        """One transaction that holds the schema against every other upgrader.
+
+        SQLite's Python driver runs DDL outside any transaction unless one is opened by
+        hand; ``BEGIN IMMEDIATE`` also takes the write lock first, so a second upgrader
+        waits and then finds the work done. PostgreSQL's DDL is transactional; an
+        advisory lock does the waiting there.
+        """
+        try:
+            with self.engine.connect() as conn:
+                if self.engine.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                elif self.engine.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7304170001)"))
+                yield conn
+                conn.commit()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise DatabaseUnavailable("The database is unreachable.") from exc
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None: an empty database)."""
+        with self.begin() as conn:
+            return migrations.current(conn)
+
+    def require_current(self) -> None:
+        """Raise :class:`SchemaOutOfDate` unless the schema is this release's."""
+        found, wanted = self.revision(), migrations.head()
+        if found == wanted:
+            return
+        if found is not None and not _known_revision(found):
+            raise SchemaOutOfDate(
+                f"The database is at revision {found}, from a newer hfgit than this one "
+                f"(which knows up to {wanted}): run the newer hfgit."
+            )
+        state = "has no hfgit tables" if found is None else f"is at revision {found}"
+        raise SchemaOutOfDate(
+            f"The database {state}; this hfgit needs revision {wanted}. "
+            "Run `hfgit db upgrade` (with the same --database-url) first."
+        )
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -228,3 +276,10 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _known_revision(revision: str) -> bool:
+    try:
+        return migrations.known(revision)
+    except Exception:  # alembic raises for revisions it cannot resolve at all
+        return False
