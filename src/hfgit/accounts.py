@@ -829,13 +829,6 @@ class Accounts:
         principal = policy.Principal(row.owner_name, token, roles)
         return Caller(principal, row.owner_id, row.id, row.digest)
 
-    def session_caller(self, user: str) -> Caller:
-        """The caller for a logged-in browser session: the user's own full rights."""
-        with self.store.begin() as conn:
-            row = self._account(conn, user, "user")
-            roles = self.org_roles(conn, row.id)
-        return Caller(policy.Principal(row.name, None, roles), row.id, None)
-
     def entity_hub_id(self, kind: str, name: str) -> str:
         """The 24-hex ``_id`` the Hub shows for a scope's entity.
 
