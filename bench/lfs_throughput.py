@@ -90,8 +90,8 @@ class Bench:
         self.size = megabytes * MiB
         self.data_dir = work / "data"
         self.accounts = Accounts.open(Settings.load(self.data_dir))
-        self.accounts.create_user("bench")
-        self.token, _ = self.accounts.create_token("bench", "bench", "write")
+        self.accounts.users.create_user("bench")
+        self.token, _ = self.accounts.tokens.create("bench", "bench", "write")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.home = work / "home"
@@ -141,7 +141,7 @@ class Bench:
     def new_repo(self) -> RepoId:
         self._counter += 1
         repo = RepoId("model", "bench", f"run{self._counter}")
-        self.accounts.create_repo(repo)
+        self.accounts.repos.create(repo)
         return repo
 
     def prepare(self) -> tuple[Path, str]:

@@ -284,12 +284,12 @@ def bench_end_to_end(runs: int, commits: int) -> None:
         data_dir = root / "data"
         settings = Settings.load(data_dir)
         accounts = Accounts.open(settings)
-        accounts.create_user(OWNER)
-        token, _ = accounts.create_token(OWNER, "bench", "write")
+        accounts.users.create_user(OWNER)
+        token, _ = accounts.tokens.create(OWNER, "bench", "write")
 
         def new_repo(name: str) -> Path:
-            record = accounts.create_repo(RepoId(type="model", namespace=OWNER, name=name))
-            return accounts.repo_path(record)
+            record = accounts.repos.create(RepoId(type="model", namespace=OWNER, name=name))
+            return accounts.repos.path(record)
 
         home = root / "home"
         home.mkdir()
@@ -383,11 +383,11 @@ def bench_end_to_end(runs: int, commits: int) -> None:
         for index, label in enumerate(datasets):
             for name in VARIANTS:
                 for run in range(total):
-                    record = accounts.get_repo(
+                    record = accounts.repos.get(
                         RepoId(type="model", namespace=OWNER, name=f"push-{index}-{name}-{run}")
                     )
                     landed = git(
-                        "--git-dir", str(accounts.repo_path(record)), "rev-parse", "main"
+                        "--git-dir", str(accounts.repos.path(record)), "rev-parse", "main"
                     ).strip()
                     if landed != heads[label]:
                         raise RuntimeError(f"push through {name} did not land main")

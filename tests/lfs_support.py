@@ -60,7 +60,7 @@ def blob(size: int) -> tuple[bytes, dict]:
 
 
 def held(hub: Hub, repo, oid: str) -> bool:
-    record = hub.accounts.get_repo(repo)
+    record = hub.accounts.repos.get(repo)
     with hub.accounts.store.begin() as conn:
         row = conn.execute(
             sa.select(lfs_objects.c.oid).where(

@@ -129,7 +129,7 @@ def limited_server(tmp_path: Path) -> Iterator[tuple[str, Accounts]]:
 
 def test_failed_logins_are_limited_but_known_browsers_get_in(limited_server) -> None:
     url, accounts = limited_server
-    accounts.create_user("alice", PASSWORD)
+    accounts.users.create_user("alice", PASSWORD)
     owner = Visitor(url, {"X-Forwarded-For": "192.0.2.1"})
     status, headers, _ = owner.login("alice", PASSWORD)
     assert status == 303 and headers["Location"] == "/settings/tokens"
@@ -151,7 +151,7 @@ def test_failed_logins_are_limited_but_known_browsers_get_in(limited_server) -> 
 
 def test_session_cookie_flags(limited_server, hub: Hub) -> None:
     url, accounts = limited_server
-    accounts.create_user("carol", PASSWORD)
+    accounts.users.create_user("carol", PASSWORD)
     status, response_headers, _ = Visitor(url).login("carol", PASSWORD)
     assert status == 303
     session = next(c for c in response_headers.get_all("Set-Cookie") if "hfgit_session=" in c)

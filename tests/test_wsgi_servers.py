@@ -35,9 +35,9 @@ SERVE = {
 def test_chunked_push_under_other_wsgi_servers(server: str, git: Git, tmp_path: Path):
     data_dir = tmp_path / "data"
     accounts = Accounts.open(Settings.load(data_dir))
-    accounts.create_user("alice")
-    accounts.create_repo(RepoId.parse("alice/model"), private=True)
-    token, _ = accounts.create_token("alice", "ci", "write")
+    accounts.users.create_user("alice")
+    accounts.repos.create(RepoId.parse("alice/model"), private=True)
+    token, _ = accounts.tokens.create("alice", "ci", "write")
     port = free_port()
     code = (
         "from hfgit.config import Settings; from hfgit.server import create_app; "

@@ -158,7 +158,7 @@ class ApiService:
 
     def whoami(self, caller: Caller) -> dict:
         principal = caller.principal
-        user = self.accounts.user(principal.user)
+        user = self.accounts.users.get(principal.user)
         orgs = [
             {
                 "type": "org",
@@ -167,7 +167,7 @@ class ApiService:
                 "fullname": org.fullname,
                 "roleInOrg": role,
             }
-            for org, role in self.accounts.memberships_of(principal.user)
+            for org, role in self.accounts.users.memberships_of(principal.user)
         ]
         data: dict = {
             "type": "user",
@@ -180,7 +180,7 @@ class ApiService:
             "orgs": orgs,
         }
         if caller.token_id is not None:
-            token = self.accounts.user_token(user.name, caller.token_id)
+            token = self.accounts.tokens.get(user.name, caller.token_id)
             if token is None:  # deleted since this request authenticated
                 raise AuthError("invalid")
             access_token: dict = {
@@ -197,7 +197,7 @@ class ApiService:
                     "scoped": [
                         {
                             "entity": {
-                                "_id": self.accounts.entity_hub_id(scope.kind, scope.name),
+                                "_id": self.accounts.users.entity_hub_id(scope.kind, scope.name),
                                 "type": scope.kind,
                                 "name": scope.name,
                             },
@@ -276,13 +276,13 @@ class ApiService:
         private = _visibility(body)
         # A namespace nobody holds is treated as an organization the caller is not in,
         # so the answer does not tell which names exist.
-        is_org = self.accounts.namespace_kind(repo_id.namespace) != "user"
+        is_org = self.accounts.users.namespace_kind(repo_id.namespace) != "user"
         decision = decide_create(caller.principal, repo_id.namespace, is_org)
         if not decision:
             assert isinstance(decision, Deny)
             return responses.api_denied(decision)
         try:
-            record = self.accounts.create_repo(
+            record = self.accounts.repos.create(
                 repo_id, private=bool(private), creator=caller.principal.user
             )
         except Conflict:
@@ -294,7 +294,7 @@ class ApiService:
                 )
             )
             return conflict
-        self.accounts.audit(
+        self.accounts.audit.append(
             "repo.create", user_id=caller.user_id, token_id=caller.token_id, repo_id=record.id
         )
         return json_response(
@@ -310,8 +310,8 @@ class ApiService:
             return responses.api_denied(_anonymous_refusal())
         repo_id = self._body_repo_id(_body(request), caller)
         self._require(caller, repo_id, Action.MANAGE)
-        self.accounts.delete_repo(repo_id)
-        self.accounts.audit(
+        self.accounts.repos.delete(repo_id)
+        self.accounts.audit.append(
             "repo.delete",
             user_id=caller.user_id,
             token_id=caller.token_id,
@@ -333,7 +333,7 @@ class ApiService:
             raise BadRequest(f'Invalid gated value {gated!r}: use "auto", "manual" or false.')
         if private is None and gated is None:
             raise BadRequest("Nothing to update: send gated and/or visibility.")
-        record = self.accounts.update_repo(repo_id, private=private, gated=gated)
+        record = self.accounts.repos.update(repo_id, private=private, gated=gated)
         return json_response(
             {
                 "private": record.facts.private,
@@ -353,7 +353,7 @@ class ApiService:
         deny = self._check(caller, repo_id, Action.READ)
         if deny is not None and deny.code != "GatedRepo":
             return responses.api_denied(deny)
-        status = self.accounts.request_access(repo_id, caller.principal.user)
+        status = self.accounts.gated.request_access(repo_id, caller.principal.user)
         return json_response({"status": status})
 
     def _list_requests(
@@ -367,7 +367,7 @@ class ApiService:
     ) -> Response:
         repo_id = _repo_id(kind, namespace, name)
         self._require(caller, repo_id, Action.MANAGE)
-        items = self.accounts.access_requests(repo_id, status)
+        items = self.accounts.gated.access_requests(repo_id, status)
         return json_response([_access_request_json(item) for item in items])
 
     def _handle_request(
@@ -382,7 +382,7 @@ class ApiService:
                 raise BadRequest(f"{field} must be a string.")
         if not status:
             raise BadRequest("status is required: accepted, rejected or pending.")
-        self.accounts.handle_access_request(repo_id, status, user=user, request_id=request_id)
+        self.accounts.gated.handle_access_request(repo_id, status, user=user, request_id=request_id)
         return json_response({"status": status})
 
     def _grant_access(
@@ -393,7 +393,7 @@ class ApiService:
         user = _body(request).get("user")
         if not isinstance(user, str) or not user:
             raise BadRequest("user is required: the name of the user to grant access to.")
-        self.accounts.grant_access(repo_id, user)
+        self.accounts.gated.grant_access(repo_id, user)
         return json_response({"status": "accepted"})
 
 

@@ -98,7 +98,7 @@ class GitService:
             return responses.git_denied(access.decision)(environ, start_response)
         assert access.repo is not None
         try:
-            repo = Repo(str(self.accounts.repo_path(access.repo)), bare=True)
+            repo = Repo(str(self.accounts.repos.path(access.repo)), bare=True)
         except NotGitRepository:
             log.error("repository storage missing for %s", access.repo.repo_id)
             return responses.text(503, "This repository's storage is unavailable.")(
@@ -227,7 +227,7 @@ class GitService:
             ]
         }
         try:
-            self.accounts.audit(
+            self.accounts.audit.append(
                 "push",
                 user_id=caller.user_id if caller else None,
                 token_id=caller.token_id if caller else None,

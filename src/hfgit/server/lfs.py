@@ -278,7 +278,7 @@ class LfsService:
         if not expires.isdigit() or not (token_id == "" or token_id.isdigit()):
             return lfs_error(403, INVALID_URL)
         try:
-            caller = self.accounts.caller_for_token(int(token_id)) if token_id else None
+            caller = self.accounts.lookups.caller_for_token(int(token_id)) if token_id else None
         except AuthError:
             return lfs_error(
                 401,
@@ -470,7 +470,7 @@ class LfsService:
         if self.locks.delete(repo.id, lock.id, owner_id=lock.owner_id) is None:
             return lfs_error(404, f"There is no lock {lock_id} in this repository.")
         if lock.owner_id != caller.user_id:
-            self.accounts.audit(
+            self.accounts.audit.append(
                 "lfs.unlock.force",
                 user_id=caller.user_id,
                 token_id=caller.token_id,

@@ -160,7 +160,7 @@ class PagesService:
         if session is None or session.user is None:
             return session
         try:
-            row = self.accounts.user(session.user)
+            row = self.accounts.users.get(session.user)
         except AccountNotFound:
             return Session(csrf=session.csrf)
         if session.password_tag != password_tag(row.password_hash):
@@ -211,7 +211,7 @@ class PagesService:
             )
             response.headers["Retry-After"] = str(wait)
             return response
-        canonical = self.accounts.verify_password(username, password) if username else None
+        canonical = self.accounts.users.verify_password(username, password) if username else None
         if canonical is None:
             self.limiter.failed(client, username)
             return self._render(
@@ -224,7 +224,7 @@ class PagesService:
                 error="Wrong username or password.",
             )
         self.limiter.succeeded(client, username)
-        row = self.accounts.user(canonical)
+        row = self.accounts.users.get(canonical)
         fresh = self.cookies.new(canonical, password_tag(row.password_hash))
         response = redirect(next_url, 303)
         secure = self._secure(request)
@@ -266,7 +266,7 @@ class PagesService:
             "tokens.html",
             session,
             status,
-            tokens=self.accounts.list_tokens(session.user),
+            tokens=self.accounts.tokens.list(session.user),
             form=form,
             now=time.time(),
             scope_kinds=policy.SCOPE_KINDS,
@@ -296,7 +296,7 @@ class PagesService:
         try:
             scopes = _form_scopes(form) if form["role"] == "fineGrained" else []
             expires = _form_expiry(form["expires_days"])
-            secret, record = self.accounts.create_token(
+            secret, record = self.accounts.tokens.create(
                 session.user,
                 form["name"],
                 form["role"],
@@ -321,16 +321,16 @@ class PagesService:
             return self._csrf_refused(request)
         assert session.user is not None
         # Looked up among the session user's own tokens: another user's id is simply not found.
-        token = self.accounts.user_token(session.user, token_id)
+        token = self.accounts.tokens.get(session.user, token_id)
         if token is None:
             raise NotFound("No such token among yours.")
         if request.method == "GET":
             return self._render(request, "confirm.html", session, token=token, action=action)
         try:
             if action == "delete":
-                self.accounts.delete_token(session.user, token.name)
+                self.accounts.tokens.delete(session.user, token.name)
                 return self._tokens_page(request, session, notice=f"Token {token.name!r} deleted.")
-            secret = self.accounts.refresh_token(session.user, token.name)
+            secret = self.accounts.tokens.refresh(session.user, token.name)
         except AccountsError as exc:
             raise NotFound(str(exc)) from None
         return self._tokens_page(request, session, shown=(token.name, secret), refreshed=True)

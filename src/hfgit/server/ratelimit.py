@@ -49,18 +49,18 @@ class LoginLimiter:
             limits.append((self._account_key(account), self.per_account))
         waits = []
         for key, limit in limits:
-            count, oldest = self.accounts.count_login_failures(key, since=now - self.window)
+            count, oldest = self.accounts.logins.count_failures(key, since=now - self.window)
             if count >= limit and oldest is not None:
                 waits.append(max(1, math.ceil(oldest + self.window - now)))
         return max(waits) if waits else None
 
     def failed(self, client: str, account: str) -> None:
         now = self.clock()
-        self.accounts.record_login_failure(
+        self.accounts.logins.record_failure(
             [self._client_key(client), self._account_key(account)],
             at=now,
             forget_before=now - self.window,
         )
 
     def succeeded(self, client: str, account: str) -> None:
-        self.accounts.clear_login_failures([self._client_key(client), self._account_key(account)])
+        self.accounts.logins.clear_failures([self._client_key(client), self._account_key(account)])
