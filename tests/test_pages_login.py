@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from hfgit.accounts import Accounts
+from hfgit.accounts.logins import LoginLimiter
 from hfgit.config import Settings
-from hfgit.server.ratelimit import LoginLimiter
 from hubtest import Hub, start_server, stop_server
 
 PASSWORD = "correct horse battery"
@@ -37,7 +37,7 @@ def accounts(tmp_path: Path) -> Iterator[Accounts]:
 
 def test_account_limit_blocks_for_the_window_only(accounts: Accounts) -> None:
     clock = Clock()
-    limiter = LoginLimiter(accounts, per_client=10, per_account=3, window=100, clock=clock)
+    limiter = LoginLimiter(accounts.logins, per_client=10, per_account=3, window=100, clock=clock)
     for _ in range(3):
         assert limiter.retry_after("10.0.0.1", "alice") is None
         limiter.failed("10.0.0.1", "alice")
@@ -60,7 +60,7 @@ def test_account_limit_blocks_for_the_window_only(accounts: Accounts) -> None:
 
 def test_client_limit_spans_accounts(accounts: Accounts) -> None:
     clock = Clock()
-    limiter = LoginLimiter(accounts, per_client=4, per_account=100, window=60, clock=clock)
+    limiter = LoginLimiter(accounts.logins, per_client=4, per_account=100, window=60, clock=clock)
     for number in range(4):
         limiter.failed("10.0.0.9", f"user{number}")
     assert limiter.retry_after("10.0.0.9", "someone-else") == 60

@@ -1,8 +1,18 @@
-"""Failed logins on the settings pages, kept in the database for rate limiting."""
+"""Failed-login limits for the settings pages, per client address and per account.
+
+Failures are kept in the database, so every worker (and every server behind a load
+balancer) counts the same ones. The window slides: a block lifts as soon as its oldest
+failure is older than the window, so nobody is locked out for good. A browser that has
+logged in to an account before (it holds a signed device cookie for it) is exempt from
+that account's limit, so an attacker hammering someone's name cannot keep the real owner
+out; the per-client limit still applies to everyone.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+import time
+from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 
@@ -10,6 +20,8 @@ from ..store import Store, login_failures
 
 
 class LoginFailures:
+    """The failed logins, by key: ``client:<addr>`` or ``account:<name>``."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
 
@@ -32,3 +44,52 @@ class LoginFailures:
     def clear_failures(self, keys: Iterable[str]) -> None:
         with self.store.begin() as conn:
             conn.execute(login_failures.delete().where(login_failures.c.key.in_(list(keys))))
+
+
+class LoginLimiter:
+    def __init__(
+        self,
+        failures: LoginFailures,
+        *,
+        per_client: int,
+        per_account: int,
+        window: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.failures = failures
+        self.per_client = per_client
+        self.per_account = per_account
+        self.window = window
+        self.clock = clock
+
+    @staticmethod
+    def _client_key(client: str) -> str:
+        return f"client:{client}"
+
+    @staticmethod
+    def _account_key(account: str) -> str:
+        return f"account:{account.strip().lower()}"
+
+    def retry_after(self, client: str, account: str, *, known_device: bool = False) -> int | None:
+        """Seconds until this client may try ``account`` again, or None when it may now."""
+        now = self.clock()
+        limits = [(self._client_key(client), self.per_client)]
+        if not known_device:
+            limits.append((self._account_key(account), self.per_account))
+        waits = []
+        for key, limit in limits:
+            count, oldest = self.failures.count_failures(key, since=now - self.window)
+            if count >= limit and oldest is not None:
+                waits.append(max(1, math.ceil(oldest + self.window - now)))
+        return max(waits) if waits else None
+
+    def failed(self, client: str, account: str) -> None:
+        now = self.clock()
+        self.failures.record_failure(
+            [self._client_key(client), self._account_key(account)],
+            at=now,
+            forget_before=now - self.window,
+        )
+
+    def succeeded(self, client: str, account: str) -> None:
+        self.failures.clear_failures([self._client_key(client), self._account_key(account)])

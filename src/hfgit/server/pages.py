@@ -24,8 +24,8 @@ from werkzeug.wrappers import Request, Response
 from .. import policy
 from ..accounts import Accounts, AccountsError, Conflict, InvalidInput, TokenRecord, make_scope
 from ..accounts import NotFound as AccountNotFound
+from ..accounts.logins import LoginLimiter
 from ..config import Settings
-from .ratelimit import LoginLimiter
 from .sessions import Session, SessionCookies, csrf_matches, password_tag
 
 HERE = Path(__file__).resolve().parent
@@ -81,7 +81,7 @@ class PagesService:
         self.accounts = accounts
         self.cookies = SessionCookies(accounts.store.secret)
         self.limiter = LoginLimiter(
-            accounts,
+            accounts.logins,
             per_client=settings.login_max_failures_client,
             per_account=settings.login_max_failures_account,
             window=settings.login_window,
