@@ -16,7 +16,7 @@ from .errors import AccountsError, AuthError, Conflict, InvalidInput, NotFound
 from .gated import GatedAccess
 from .logins import LoginFailures
 from .lookups import Lookups
-from .records import AccessRequest, Caller, RepoRecord, TokenRecord
+from .records import AccessRequest, Actor, Caller, RepoRecord, TokenRecord
 from .repos import Repos
 from .tokens import Tokens, make_scope, parse_scope
 from .users import Users
@@ -25,6 +25,7 @@ __all__ = [
     "AccessRequest",
     "Accounts",
     "AccountsError",
+    "Actor",
     "AuthError",
     "Caller",
     "Conflict",
@@ -46,8 +47,8 @@ class Accounts:
         self.token_key = token_key
         self.audit = AuditLog(store)
         self.lookups = Lookups(store, token_key, self.audit)
-        self.users = Users(store)
-        self.repos = Repos(store, repos_dir)
+        self.users = Users(store, self.audit)
+        self.repos = Repos(store, repos_dir, self.audit)
         self.gated = GatedAccess(store, self.audit)
         self.tokens = Tokens(store, token_key, self.audit)
         self.logins = LoginFailures(store)

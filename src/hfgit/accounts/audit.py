@@ -1,4 +1,9 @@
-"""The audit log: one writer for every event, and the reader."""
+"""The audit log: one writer for every event, and the reader.
+
+Each row says who acted in ``user_id``/``token_id`` (both empty for an administrator at
+the command line), the repository concerned in ``repo_id``, and what else is worth
+knowing (names, roles, statuses) in ``detail``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import time
 import sqlalchemy as sa
 
 from ..store import Store, audit_log
+from .records import Actor
 
 
 class AuditLog:
@@ -18,8 +24,7 @@ class AuditLog:
         conn: sa.Connection,
         event: str,
         *,
-        user_id: int | None = None,
-        token_id: int | None = None,
+        actor: Actor | None,
         repo_id: int | None = None,
         detail: dict | None = None,
     ) -> None:
@@ -28,8 +33,8 @@ class AuditLog:
             audit_log.insert().values(
                 at=time.time(),
                 event=event,
-                user_id=user_id,
-                token_id=token_id,
+                user_id=actor.user_id if actor else None,
+                token_id=actor.token_id if actor else None,
                 repo_id=repo_id,
                 detail=detail,
             )
@@ -39,16 +44,14 @@ class AuditLog:
         self,
         event: str,
         *,
-        user_id: int | None = None,
-        token_id: int | None = None,
+        actor: Actor | None,
         repo_id: int | None = None,
         detail: dict | None = None,
     ) -> None:
-        """Write ``event`` in a transaction of its own, for changes made outside this package."""
+        """Write ``event`` in a transaction of its own, for changes made outside this package
+        (a push, a forced LFS unlock) that have already happened."""
         with self.store.begin() as conn:
-            self.record(
-                conn, event, user_id=user_id, token_id=token_id, repo_id=repo_id, detail=detail
-            )
+            self.record(conn, event, actor=actor, repo_id=repo_id, detail=detail)
 
     def events(self, limit: int = 100) -> list[sa.Row]:
         """The latest ``limit`` events, newest first."""

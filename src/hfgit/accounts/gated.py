@@ -1,4 +1,10 @@
-"""Gated repositories: who asked for access, and who was given it."""
+"""Gated repositories: who asked for access, and who was given it.
+
+Audited: ``access.request`` (a user asks), ``access.grant`` (access given without a
+request being handled), ``access.accepted``, ``access.rejected`` and ``access.pending``
+(a request, or a user's access, moved to that status). ``detail`` names the user whose
+access changed; the actor is whoever changed it.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from ..store import Store, access_grants, accounts
 from .audit import AuditLog
 from .errors import InvalidInput, NotFound
 from .queries import GRANT_STATUS, account, require_repo
-from .records import AccessRequest, RepoRecord
+from .records import AccessRequest, Actor, RepoRecord
 
 STATUSES = ("pending", "accepted", "rejected")
 
@@ -30,7 +36,14 @@ class GatedAccess:
         self.store = store
         self.audit = audit
 
-    def set_access(self, repo_id: RepoId, user: str, status: str = "accepted") -> None:
+    def set_access(
+        self,
+        repo_id: RepoId,
+        user: str,
+        status: str = "accepted",
+        *,
+        actor: Actor | None = None,
+    ) -> None:
         """Put ``user``'s access to ``status`` directly, whether or not they asked."""
         if status not in STATUSES:
             raise InvalidInput(f"Invalid access status {status!r}.")
@@ -41,8 +54,11 @@ class GatedAccess:
                 GRANT_STATUS, {"repo_id": record.id, "user_id": user_row.id}
             ).scalar()
             _put_status(conn, record, user_row.id, status, existing=existing)
+            event = "access.grant" if status == "accepted" else f"access.{status}"
+            detail = {"user": user_row.name}
+            self.audit.record(conn, event, actor=actor, repo_id=record.id, detail=detail)
 
-    def request_access(self, repo_id: RepoId, user: str) -> str:
+    def request_access(self, repo_id: RepoId, user: str, *, actor: Actor | None = None) -> str:
         """Ask for access to a gated repo; ``auto`` gating accepts at once.
 
         Asking again changes nothing: an accepted or rejected request keeps its status.
@@ -67,7 +83,8 @@ class GatedAccess:
                     updated_at=now,
                 )
             )
-            self.audit.record(conn, "access.request", user_id=user_row.id, repo_id=record.id)
+            detail = {"user": user_row.name, "status": status}
+            self.audit.record(conn, "access.request", actor=actor, repo_id=record.id, detail=detail)
         return status
 
     def access_requests(self, repo_id: RepoId, status: str) -> list[AccessRequest]:
@@ -101,6 +118,7 @@ class GatedAccess:
         *,
         user: str | None = None,
         request_id: str | None = None,
+        actor: Actor | None = None,
     ) -> None:
         """Move an existing request to ``status``, naming it by user or by request id.
 
@@ -127,9 +145,12 @@ class GatedAccess:
             if row.status == status:
                 raise NotFound(f"The access request from {who} is already {status}.")
             _put_status(conn, record, row.user_id, status, existing=row.status)
-            self.audit.record(conn, f"access.{status}", user_id=row.user_id, repo_id=record.id)
+            detail = {"user": row.name}
+            self.audit.record(
+                conn, f"access.{status}", actor=actor, repo_id=record.id, detail=detail
+            )
 
-    def grant_access(self, repo_id: RepoId, user: str) -> None:
+    def grant_access(self, repo_id: RepoId, user: str, *, actor: Actor | None = None) -> None:
         """Accept ``user`` without a request of theirs; refused if they already have access."""
         with self.store.begin() as conn:
             record = _gated_repo(conn, repo_id)
@@ -140,6 +161,8 @@ class GatedAccess:
             if status == "accepted":
                 raise InvalidInput(f"{user_row.name} already has access to {repo_id.repo_id}.")
             _put_status(conn, record, user_row.id, "accepted", existing=status)
+            detail = {"user": user_row.name}
+            self.audit.record(conn, "access.grant", actor=actor, repo_id=record.id, detail=detail)
 
 
 def _gated_repo(conn: sa.Connection, repo_id: RepoId) -> RepoRecord:

@@ -18,7 +18,7 @@ from ..store import tokens as token_table
 from .audit import AuditLog
 from .errors import AuthError
 from .queries import GRANT_STATUS, find_repo, token_record
-from .records import Caller, RepoRecord
+from .records import Actor, Caller, RepoRecord
 
 #: How often "last used" is written for a busy token; every request would make each
 #: git fetch a database write.
@@ -73,7 +73,7 @@ class Lookups:
                 conn.execute(
                     token_table.update().where(token_table.c.id == row.id).values(last_used_at=now)
                 )
-                self.audit.record(conn, "token.use", user_id=row.owner_id, token_id=row.id)
+                self.audit.record(conn, "token.use", actor=Actor(row.owner_id, row.id))
             org_rows = conn.execute(_ORG_ROLES, {"user_id": row.owner_id})
             roles = {org.name_lower: org.role for org in org_rows}
         token = token_record(row).to_policy()

@@ -9,6 +9,17 @@ from ..names import RepoId
 
 
 @dataclass(frozen=True)
+class Actor:
+    """Who makes a change, as the audit log records it: a user, and the token they used.
+
+    Operations take ``actor=None`` for an administrator at the command line.
+    """
+
+    user_id: int | None
+    token_id: int | None
+
+
+@dataclass(frozen=True)
 class Caller:
     """An authenticated principal plus the ids the server needs for auditing."""
 

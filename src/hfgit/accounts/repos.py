@@ -1,4 +1,7 @@
-"""Repositories: their rows and their bare git directories on disk."""
+"""Repositories: their rows and their bare git directories on disk.
+
+Audited: ``repo.create``, ``repo.update``, ``repo.delete``.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +15,17 @@ from dulwich.repo import Repo as GitRepo
 from .. import policy
 from ..names import RepoId
 from ..store import Store, accounts, repos
+from .audit import AuditLog
 from .errors import Conflict, InvalidInput
 from .queries import REPO_QUERY, account, find_repo, new_hub_id, repo_record, require_repo
-from .records import RepoRecord
+from .records import Actor, RepoRecord
 
 
 class Repos:
-    def __init__(self, store: Store, repos_dir: Path) -> None:
+    def __init__(self, store: Store, repos_dir: Path, audit: AuditLog) -> None:
         self.store = store
         self.repos_dir = repos_dir
+        self.audit = audit
 
     def find(self, repo_id: RepoId) -> RepoRecord | None:
         with self.store.begin() as conn:
@@ -49,6 +54,7 @@ class Repos:
         private: bool = False,
         gated: str = "off",
         creator: str | None = None,
+        actor: Actor | None = None,
     ) -> RepoRecord:
         if gated not in policy.GATED_MODES:
             raise InvalidInput(f"Invalid gated mode {gated!r}: use auto, manual or off.")
@@ -75,14 +81,23 @@ class Repos:
                     created_at=time.time(),
                 )
             )
-            # The bare repository is made inside the transaction: if it fails, no row
+            record = require_repo(conn, repo_id)
+            detail = {"repo": str(record.repo_id), "private": private, "gated": gated}
+            self.audit.record(conn, "repo.create", actor=actor, repo_id=record.id, detail=detail)
+            # The bare repository is made last inside the transaction: if it fails, no row
             # points at a directory that does not exist.
             _init_bare(path)
-            return require_repo(conn, repo_id)
+        return record
 
     def update(
-        self, repo_id: RepoId, *, private: bool | None = None, gated: str | None = None
+        self,
+        repo_id: RepoId,
+        *,
+        private: bool | None = None,
+        gated: str | None = None,
+        actor: Actor | None = None,
     ) -> RepoRecord:
+        """Change what is given (visibility, gating); with neither, change nothing."""
         values: dict[str, object] = {}
         if private is not None:
             values["private"] = private
@@ -94,12 +109,19 @@ class Repos:
             record = require_repo(conn, repo_id)
             if values:
                 conn.execute(repos.update().where(repos.c.id == record.id).values(**values))
+                detail = {"repo": str(record.repo_id), **values}
+                self.audit.record(
+                    conn, "repo.update", actor=actor, repo_id=record.id, detail=detail
+                )
             return require_repo(conn, repo_id)
 
-    def delete(self, repo_id: RepoId) -> None:
+    def delete(self, repo_id: RepoId, *, actor: Actor | None = None) -> None:
+        """Delete the row, then the directory. The audit row keeps the name: the id dies here."""
         with self.store.begin() as conn:
             record = require_repo(conn, repo_id)
             conn.execute(repos.delete().where(repos.c.id == record.id))
+            detail = {"repo": str(record.repo_id)}
+            self.audit.record(conn, "repo.delete", actor=actor, repo_id=record.id, detail=detail)
         path = self.path(record)
         # Rename first so a half-deleted tree is never served, then remove it.
         trash = path.with_name(f"{record.storage_id}.deleted")

@@ -2,6 +2,10 @@
 
 The secret is returned once, at creation or refresh; only its digest is stored. The
 token format itself (shape, checksum, digest) is :mod:`hfgit.tokens`.
+
+Audited: ``token.create``, ``token.refresh``, ``token.delete``, with the owner, the
+token's name and id in ``detail`` (the actor may be someone else: an administrator).
+Each use is audited by :mod:`.lookups` as ``token.use``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from ..store import tokens as token_table
 from .audit import AuditLog
 from .errors import Conflict, InvalidInput, NotFound
 from .queries import account, find_repo, token_record
-from .records import TokenRecord
+from .records import Actor, TokenRecord
 
 
 def parse_scope(text: str) -> policy.Scope:
@@ -76,6 +80,7 @@ class Tokens:
         scopes: Sequence[policy.Scope] = (),
         can_read_gated: bool = False,
         expires_in_days: float | None = None,
+        actor: Actor | None = None,
     ) -> tuple[str, TokenRecord]:
         """Create a token; the secret is returned here once and never stored."""
         name = name.strip()
@@ -112,6 +117,8 @@ class Tokens:
                 )
             )
             record = token_record(_token_row(conn, owner.id, name))
+            detail = {**_token_detail(owner, record.id, name), "role": role}
+            self.audit.record(conn, "token.create", actor=actor, detail=detail)
         return secret, record
 
     def list(self, user: str) -> list[TokenRecord]:
@@ -135,7 +142,7 @@ class Tokens:
             ).first()
         return None if row is None else token_record(row)
 
-    def refresh(self, user: str, name: str) -> str:
+    def refresh(self, user: str, name: str, *, actor: Actor | None = None) -> str:
         """Give the token a new secret; the old one stops working at once."""
         secret = token_format.generate()
         with self.store.begin() as conn:
@@ -150,15 +157,21 @@ class Tokens:
                     refreshed_at=time.time(),
                 )
             )
-            self.audit.record(conn, "token.refresh", user_id=owner.id, token_id=row.id)
+            detail = _token_detail(owner, row.id, name)
+            self.audit.record(conn, "token.refresh", actor=actor, detail=detail)
         return secret
 
-    def delete(self, user: str, name: str) -> None:
+    def delete(self, user: str, name: str, *, actor: Actor | None = None) -> None:
         with self.store.begin() as conn:
             owner = account(conn, user, "user")
             row = _token_row(conn, owner.id, name)
             conn.execute(token_table.delete().where(token_table.c.id == row.id))
-            self.audit.record(conn, "token.delete", user_id=owner.id, token_id=row.id)
+            detail = _token_detail(owner, row.id, name)
+            self.audit.record(conn, "token.delete", actor=actor, detail=detail)
+
+
+def _token_detail(owner: sa.Row, token_id: int, name: str) -> dict:
+    return {"user": owner.name, "token": name, "token_id": token_id}
 
 
 def _check_scopes(conn: sa.Connection, owner: sa.Row, scopes: Sequence[policy.Scope]) -> None:

@@ -1,4 +1,7 @@
-"""Users and organizations: accounts, passwords and memberships."""
+"""Users and organizations: accounts, passwords and memberships.
+
+Audited: ``user.create``, ``password.set``, ``org.create``, ``member.set``, ``member.remove``.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +15,20 @@ from .. import names, policy
 from ..names import RepoId
 from ..store import Store, memberships
 from ..store import accounts as account_table
+from .audit import AuditLog
 from .errors import Conflict, InvalidInput, NotFound
 from .queries import account, find_repo, new_hub_id
+from .records import Actor
 
 
 class Users:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, audit: AuditLog) -> None:
         self.store = store
+        self.audit = audit
 
-    def _create_account(self, kind: str, name: str, **values: object) -> None:
+    def _create_account(
+        self, kind: str, name: str, *, actor: Actor | None, **values: object
+    ) -> None:
         try:
             names.check_namespace(name)
         except names.InvalidName as exc:
@@ -43,6 +51,7 @@ class Users:
                     created_at=time.time(),
                 )
             )
+            self.audit.record(conn, f"{kind}.create", actor=actor, detail={kind: name})
 
     def create_user(
         self,
@@ -51,13 +60,14 @@ class Users:
         *,
         fullname: str = "",
         email: str | None = None,
+        actor: Actor | None = None,
     ) -> None:
         password_hash = argon2.hash(_check_password(password)) if password is not None else None
         self._create_account(
-            "user", name, fullname=fullname, email=email, password_hash=password_hash
+            "user", name, actor=actor, fullname=fullname, email=email, password_hash=password_hash
         )
 
-    def set_password(self, user: str, password: str) -> None:
+    def set_password(self, user: str, password: str, *, actor: Actor | None = None) -> None:
         password_hash = argon2.hash(_check_password(password))
         with self.store.begin() as conn:
             row = account(conn, user, "user")
@@ -66,6 +76,7 @@ class Users:
                 .where(account_table.c.id == row.id)
                 .values(password_hash=password_hash)
             )
+            self.audit.record(conn, "password.set", actor=actor, detail={"user": row.name})
 
     def verify_password(self, user: str, password: str) -> str | None:
         """Return the canonical user name when ``password`` is right, else None."""
@@ -100,10 +111,11 @@ class Users:
                 sa.select(account_table.c.kind).where(account_table.c.name_lower == name.lower())
             ).scalar()
 
-    def create_org(self, name: str, *, fullname: str = "") -> None:
-        self._create_account("org", name, fullname=fullname)
+    def create_org(self, name: str, *, fullname: str = "", actor: Actor | None = None) -> None:
+        self._create_account("org", name, actor=actor, fullname=fullname)
 
-    def set_member(self, org: str, user: str, role: str) -> None:
+    def set_member(self, org: str, user: str, role: str, *, actor: Actor | None = None) -> None:
+        """Give ``user`` the ``role`` in ``org``, adding them or changing their role."""
         if role not in policy.ORG_ROLES:
             raise InvalidInput(f"Invalid role {role!r}: use one of {', '.join(policy.ORG_ROLES)}.")
         with self.store.begin() as conn:
@@ -116,8 +128,10 @@ class Users:
                 conn.execute(
                     memberships.insert().values(org_id=org_row.id, user_id=user_row.id, role=role)
                 )
+            detail = {"org": org_row.name, "user": user_row.name, "role": role}
+            self.audit.record(conn, "member.set", actor=actor, detail=detail)
 
-    def remove_member(self, org: str, user: str) -> None:
+    def remove_member(self, org: str, user: str, *, actor: Actor | None = None) -> None:
         with self.store.begin() as conn:
             org_row = account(conn, org, "org")
             user_row = account(conn, user, "user")
@@ -128,6 +142,8 @@ class Users:
             )
             if result.rowcount == 0:
                 raise NotFound(f"{user} is not a member of {org}.")
+            detail = {"org": org_row.name, "user": user_row.name}
+            self.audit.record(conn, "member.remove", actor=actor, detail=detail)
 
     def memberships_of(self, user: str) -> list[tuple[sa.Row, str]]:
         """The organizations ``user`` belongs to, with the role in each."""

@@ -20,6 +20,7 @@ from ..accounts import (
     AccessRequest,
     Accounts,
     AccountsError,
+    Actor,
     AuthError,
     Caller,
     Conflict,
@@ -283,7 +284,10 @@ class ApiService:
             return responses.api_denied(decision)
         try:
             record = self.accounts.repos.create(
-                repo_id, private=bool(private), creator=caller.principal.user
+                repo_id,
+                private=bool(private),
+                creator=caller.principal.user,
+                actor=Actor(caller.user_id, caller.token_id),
             )
         except Conflict:
             # As on the Hub, the 409 carries the URL: ``create_repo(exist_ok=True)`` reads it.
@@ -294,9 +298,6 @@ class ApiService:
                 )
             )
             return conflict
-        self.accounts.audit.append(
-            "repo.create", user_id=caller.user_id, token_id=caller.token_id, repo_id=record.id
-        )
         return json_response(
             {
                 "url": _url(request, record.repo_id),
@@ -310,13 +311,7 @@ class ApiService:
             return responses.api_denied(_anonymous_refusal())
         repo_id = self._body_repo_id(_body(request), caller)
         self._require(caller, repo_id, Action.MANAGE)
-        self.accounts.repos.delete(repo_id)
-        self.accounts.audit.append(
-            "repo.delete",
-            user_id=caller.user_id,
-            token_id=caller.token_id,
-            detail={"repo": str(repo_id)},
-        )
+        self.accounts.repos.delete(repo_id, actor=Actor(caller.user_id, caller.token_id))
         return json_response({})
 
     def _settings(
@@ -333,7 +328,9 @@ class ApiService:
             raise BadRequest(f'Invalid gated value {gated!r}: use "auto", "manual" or false.')
         if private is None and gated is None:
             raise BadRequest("Nothing to update: send gated and/or visibility.")
-        record = self.accounts.repos.update(repo_id, private=private, gated=gated)
+        record = self.accounts.repos.update(
+            repo_id, private=private, gated=gated, actor=Actor(caller.user_id, caller.token_id)
+        )
         return json_response(
             {
                 "private": record.facts.private,
@@ -353,7 +350,9 @@ class ApiService:
         deny = self._check(caller, repo_id, Action.READ)
         if deny is not None and deny.code != "GatedRepo":
             return responses.api_denied(deny)
-        status = self.accounts.gated.request_access(repo_id, caller.principal.user)
+        status = self.accounts.gated.request_access(
+            repo_id, caller.principal.user, actor=Actor(caller.user_id, caller.token_id)
+        )
         return json_response({"status": status})
 
     def _list_requests(
@@ -382,7 +381,13 @@ class ApiService:
                 raise BadRequest(f"{field} must be a string.")
         if not status:
             raise BadRequest("status is required: accepted, rejected or pending.")
-        self.accounts.gated.handle_access_request(repo_id, status, user=user, request_id=request_id)
+        self.accounts.gated.handle_access_request(
+            repo_id,
+            status,
+            user=user,
+            request_id=request_id,
+            actor=Actor(caller.user_id, caller.token_id),
+        )
         return json_response({"status": status})
 
     def _grant_access(
@@ -393,7 +398,9 @@ class ApiService:
         user = _body(request).get("user")
         if not isinstance(user, str) or not user:
             raise BadRequest("user is required: the name of the user to grant access to.")
-        self.accounts.gated.grant_access(repo_id, user)
+        self.accounts.gated.grant_access(
+            repo_id, user, actor=Actor(caller.user_id, caller.token_id)
+        )
         return json_response({"status": "accepted"})
 
 

@@ -19,7 +19,7 @@ from dulwich.repo import Repo
 from dulwich.server import Backend
 from werkzeug.wrappers import Response
 
-from ..accounts import Accounts, AuthError, Caller, RepoRecord
+from ..accounts import Accounts, Actor, AuthError, Caller, RepoRecord
 from ..config import Settings
 from ..names import RepoPath
 from ..policy import Action
@@ -229,8 +229,7 @@ class GitService:
         try:
             self.accounts.audit.append(
                 "push",
-                user_id=caller.user_id if caller else None,
-                token_id=caller.token_id if caller else None,
+                actor=Actor(caller.user_id, caller.token_id) if caller else None,
                 repo_id=record.id,
                 detail=detail,
             )

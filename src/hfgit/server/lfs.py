@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlencode
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import get_current_url, wrap_file
 
-from ..accounts import Accounts, AuthError, Caller, RepoRecord
+from ..accounts import Accounts, Actor, AuthError, Caller, RepoRecord
 from ..config import MiB, Settings
 from ..lfs import (
     Grant,
@@ -472,8 +472,7 @@ class LfsService:
         if lock.owner_id != caller.user_id:
             self.accounts.audit.append(
                 "lfs.unlock.force",
-                user_id=caller.user_id,
-                token_id=caller.token_id,
+                actor=Actor(caller.user_id, caller.token_id),
                 repo_id=repo.id,
                 detail={"path": lock.path, "owner": lock.owner},
             )

@@ -22,7 +22,15 @@ from werkzeug.utils import redirect, send_from_directory
 from werkzeug.wrappers import Request, Response
 
 from .. import policy
-from ..accounts import Accounts, AccountsError, Conflict, InvalidInput, TokenRecord, make_scope
+from ..accounts import (
+    Accounts,
+    AccountsError,
+    Actor,
+    Conflict,
+    InvalidInput,
+    TokenRecord,
+    make_scope,
+)
 from ..accounts import NotFound as AccountNotFound
 from ..accounts.logins import LoginLimiter
 from ..config import Settings
@@ -296,6 +304,7 @@ class PagesService:
         try:
             scopes = _form_scopes(form) if form["role"] == "fineGrained" else []
             expires = _form_expiry(form["expires_days"])
+            actor = Actor(self.accounts.users.get(session.user).id, None)
             secret, record = self.accounts.tokens.create(
                 session.user,
                 form["name"],
@@ -303,6 +312,7 @@ class PagesService:
                 scopes=scopes,
                 can_read_gated=form["role"] == "fineGrained" and form["can_read_gated"],
                 expires_in_days=expires,
+                actor=actor,
             )
         except (FormError, InvalidInput, Conflict, AccountNotFound) as exc:
             return self._tokens_page(
@@ -327,10 +337,11 @@ class PagesService:
         if request.method == "GET":
             return self._render(request, "confirm.html", session, token=token, action=action)
         try:
+            actor = Actor(self.accounts.users.get(session.user).id, None)
             if action == "delete":
-                self.accounts.tokens.delete(session.user, token.name)
+                self.accounts.tokens.delete(session.user, token.name, actor=actor)
                 return self._tokens_page(request, session, notice=f"Token {token.name!r} deleted.")
-            secret = self.accounts.tokens.refresh(session.user, token.name)
+            secret = self.accounts.tokens.refresh(session.user, token.name, actor=actor)
         except AccountsError as exc:
             raise NotFound(str(exc)) from None
         return self._tokens_page(request, session, shown=(token.name, secret), refreshed=True)
