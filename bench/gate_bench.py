@@ -134,14 +134,14 @@ def start_gate(work: Path, max_blob: int) -> tuple[Server, str]:
     data_dir = work / "gate-data"
     settings = Settings.load(data_dir)
     accounts = Accounts.open(settings)
-    accounts.create_user(USER)
-    token, _ = accounts.create_token(USER, "bench", "write")
+    accounts.users.create_user(USER)
+    token, _ = accounts.tokens.create(USER, "bench", "write")
 
     def new_repo(repo: str, public: bool) -> Path:
-        record = accounts.create_repo(
+        record = accounts.repos.create(
             RepoId(type="model", namespace=USER, name=repo), private=not public
         )
-        return accounts.repo_path(record)
+        return accounts.repos.path(record)
 
     port = free_port()
     command = [sys.executable, "-m", "hfgit.cli", "serve", "--data-dir", str(data_dir)]
@@ -439,7 +439,7 @@ def pick_probes(accounts: Accounts, secrets_out, count: int) -> list[Probe]:
     gate = Gate(accounts)
     rng = random.Random(7)
     probes: list[Probe] = []
-    records = accounts.list_repos()
+    records = accounts.repos.list()
     for record in rng.sample(records, k=len(records)):
         if len(probes) >= count:
             break
@@ -484,7 +484,7 @@ def bench_auth(work: Path, iterations: int, source: Path, git: Git) -> list[str]
     probes = pick_probes(accounts, secrets_out, 100)
     if len(probes) < 50:
         raise BenchError(f"only {len(probes)} allowed (token, repo) pairs found")
-    public = [r for r in accounts.list_repos() if not r.facts.private and r.facts.gated == "off"][
+    public = [r for r in accounts.repos.list() if not r.facts.private and r.facts.gated == "off"][
         :20
     ]
     for storage_id in {p.storage_id for p in probes} | {r.storage_id for r in public}:

@@ -42,8 +42,8 @@ class Bench:
         self.size = megabytes * MiB
         self.data_dir = work / "data"
         self.accounts = Accounts.open(Settings.load(self.data_dir))
-        self.accounts.create_user(USER)
-        self.token, _ = self.accounts.create_token(USER, "bench", "write")
+        self.accounts.users.create_user(USER)
+        self.token, _ = self.accounts.tokens.create(USER, "bench", "write")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.git = Git(work / "home", self.token)
@@ -57,7 +57,7 @@ class Bench:
     def new_repo(self) -> RepoId:
         self._counter += 1
         repo = RepoId("model", USER, f"run{self._counter}")
-        self.accounts.create_repo(repo)
+        self.accounts.repos.create(repo)
         return repo
 
     def prepare(self) -> tuple[Path, str]:

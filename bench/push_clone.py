@@ -209,12 +209,12 @@ def bench_end_to_end(runs: int, commits: int) -> None:
         data_dir = root / "data"
         settings = Settings.load(data_dir)
         accounts = Accounts.open(settings)
-        accounts.create_user(USER)
-        token, _ = accounts.create_token(USER, "bench", "write")
+        accounts.users.create_user(USER)
+        token, _ = accounts.tokens.create(USER, "bench", "write")
 
         def new_repo(name: str) -> Path:
-            record = accounts.create_repo(RepoId(type="model", namespace=USER, name=name))
-            return accounts.repo_path(record)
+            record = accounts.repos.create(RepoId(type="model", namespace=USER, name=name))
+            return accounts.repos.path(record)
 
         git = Git(root / "home", token)
 
@@ -284,10 +284,10 @@ def bench_end_to_end(runs: int, commits: int) -> None:
         for index, label in enumerate(datasets):
             for name in VARIANTS:
                 for run in range(total):
-                    record = accounts.get_repo(
+                    record = accounts.repos.get(
                         RepoId(type="model", namespace=USER, name=f"push-{index}-{name}-{run}")
                     )
-                    if git.head(accounts.repo_path(record)) != heads[label]:
+                    if git.head(accounts.repos.path(record)) != heads[label]:
                         raise BenchError(f"push through {name} did not land main")
         accounts.store.dispose()
 

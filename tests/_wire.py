@@ -261,8 +261,8 @@ class PushTarget:
         url = hub.repo_url(rid)
         work = git.init_worktree(tmp_path / unique("w"), {"README.md": "seed\n"})
         git.run("push", "-q", url, "main", cwd=work, token=token)
-        record = hub.accounts.get_repo(rid)
-        path = hub.accounts.repo_path(record)
+        record = hub.accounts.repos.get(rid)
+        path = hub.accounts.repos.path(record)
         main = git.run("rev-parse", "HEAD", cwd=work).stdout.strip()
         return cls(hub, rid, token, url, path, main)
 

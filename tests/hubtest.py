@@ -291,14 +291,14 @@ class Hub:
 
     def make_user(self, name: str | None = None, password: str | None = None) -> str:
         name = name or unique("u")
-        self.accounts.create_user(name, password)
+        self.accounts.users.create_user(name, password)
         return name
 
     def make_org(self, name: str | None = None, members: dict[str, str] | None = None) -> str:
         name = name or unique("o")
-        self.accounts.create_org(name)
+        self.accounts.users.create_org(name)
         for user, role in (members or {}).items():
-            self.accounts.set_member(name, user, role)
+            self.accounts.users.set_member(name, user, role)
         return name
 
     def make_repo(
@@ -311,7 +311,7 @@ class Hub:
         creator: str | None = None,
     ) -> RepoId:
         rid = RepoId.parse(repo_id, type)
-        self.accounts.create_repo(rid, private=private, gated=gated, creator=creator)
+        self.accounts.repos.create(rid, private=private, gated=gated, creator=creator)
         return rid
 
     def make_token(
@@ -326,7 +326,7 @@ class Hub:
     ) -> str:
         """A new token; scopes as ``"model:ns/name=repo.write"`` strings or Scope objects."""
         parsed = [s if isinstance(s, policy.Scope) else _parse_scope_text(s) for s in scopes]
-        secret, _ = self.accounts.create_token(
+        secret, _ = self.accounts.tokens.create(
             user,
             name or unique("t"),
             role,

@@ -40,7 +40,7 @@ def blob(size: int) -> tuple[bytes, dict]:
 
 def held(hub: Hub, repo: RepoId, oid: str) -> bool:
     """Whether the repository's database rows hold ``oid`` (not only the storage)."""
-    record = hub.accounts.get_repo(repo)
+    record = hub.accounts.repos.get(repo)
     with hub.accounts.store.begin() as conn:
         row = conn.execute(
             sa.select(lfs_objects.c.oid).where(

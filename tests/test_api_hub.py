@@ -102,7 +102,7 @@ def test_whoami_fine_grained_lists_scopes(hub: Hub, people: dict[str, str]) -> N
 def test_whoami_refuses_dead_token(hub: Hub, people: dict[str, str]) -> None:
     name = unique("dead")
     token = hub.make_token(people["alice"], "read", name=name)
-    hub.accounts.delete_token(people["alice"], name)
+    hub.accounts.tokens.delete(people["alice"], name)
     with pytest.raises(HfHubHTTPError) as caught:
         api(hub, token).whoami()
     assert status_of(caught.value) == 401
@@ -193,8 +193,8 @@ def test_create_repo_in_own_namespace(
     assert str(url) == f"{hub.url}/{alice}/{private_name}"
     client.create_repo(f"{alice}/{public_name}", visibility="public", repo_type="dataset")
 
-    private = hub.accounts.find_repo(RepoId("model", alice, private_name))
-    public = hub.accounts.find_repo(RepoId("dataset", alice, public_name))
+    private = hub.accounts.repos.find(RepoId("model", alice, private_name))
+    public = hub.accounts.repos.find(RepoId("dataset", alice, public_name))
     assert private is not None and private.facts.private
     assert public is not None and not public.facts.private
     assert private.facts.creator == alice
@@ -231,7 +231,7 @@ def test_create_repo_refusals(hub: Hub, people: dict[str, str]) -> None:
         assert status_of(caught.value) == 403, repo_id
         message = caught.value.response.headers["X-Error-Message"]
         assert reason.lower() in message.lower() or "cannot create" in message.lower(), message
-        assert hub.accounts.find_repo(RepoId.parse(repo_id)) is None
+        assert hub.accounts.repos.find(RepoId.parse(repo_id)) is None
 
     with pytest.raises(HfHubHTTPError) as caught:
         api(hub, False).create_repo(f"{alice}/{unique('anon')}")
@@ -242,7 +242,7 @@ def test_create_repo_in_org(hub: Hub, people: dict[str, str]) -> None:
     org, carol, alice = people["org"], people["carol"], people["alice"]
     name = unique("orgrepo")
     api(hub, hub.make_token(carol, "write")).create_repo(f"{org}/{name}", private=True)
-    record = hub.accounts.find_repo(RepoId("model", org, name))
+    record = hub.accounts.repos.find(RepoId("model", org, name))
     assert record is not None and record.facts.private and record.facts.creator == carol
 
     fine = hub.make_token(alice, "fineGrained", scopes=[f"org:{org}=repo.write"])
@@ -255,7 +255,7 @@ def test_create_repo_bad_input_creates_nothing(hub: Hub, people: dict[str, str])
     # huggingface_hub validates names itself; other clients may not.
     status, headers, _ = raw(hub, "POST", "/api/repos/create", token, body={"name": "bad..name"})
     assert status == 400 and "bad..name" in headers["X-Error-Message"]
-    assert not [r for r in hub.accounts.list_repos(alice) if "bad" in r.facts.name]
+    assert not [r for r in hub.accounts.repos.list(alice) if "bad" in r.facts.name]
     status, headers, _ = raw(hub, "POST", "/api/repos/create", token, body=["not", "an", "object"])
     assert status == 400 and "JSON object" in headers["X-Error-Message"]
     status, _, _ = raw(hub, "POST", "/api/repos/create", token, body={"name": "x", "type": "nope"})
@@ -273,7 +273,7 @@ def test_update_repo_settings(hub: Hub, people: dict[str, str]) -> None:
     with pytest.raises(GatedRepoError):
         other.auth_check(repo.repo_id)
     owner.update_repo_settings(repo.repo_id, gated=False, private=True)
-    facts = hub.accounts.get_repo(repo).facts
+    facts = hub.accounts.repos.get(repo).facts
     assert facts.private and facts.gated == "off"
     with pytest.raises(RepositoryNotFoundError):
         other.auth_check(repo.repo_id)
@@ -290,7 +290,7 @@ def test_update_repo_settings(hub: Hub, people: dict[str, str]) -> None:
         hub, "PUT", f"/api/models/{repo.repo_id}/settings", owner.token, body={"gated": "sometimes"}
     )
     assert status == 400
-    assert not hub.accounts.get_repo(repo).facts.private
+    assert not hub.accounts.repos.get(repo).facts.private
 
 
 def test_delete_repo(hub: Hub, people: dict[str, str]) -> None:
@@ -305,11 +305,11 @@ def test_delete_repo(hub: Hub, people: dict[str, str]) -> None:
     with pytest.raises(HfHubHTTPError) as caught:
         api(hub, hub.make_token(alice, "read")).delete_repo(repo.repo_id)
     assert status_of(caught.value) == 403
-    assert hub.accounts.find_repo(repo) is not None
+    assert hub.accounts.repos.find(repo) is not None
 
     owner.delete_repo(repo.repo_id)
     owner.delete_repo(org_repo.repo_id)
-    assert hub.accounts.find_repo(repo) is None and hub.accounts.find_repo(org_repo) is None
+    assert hub.accounts.repos.find(repo) is None and hub.accounts.repos.find(org_repo) is None
     with pytest.raises(RepositoryNotFoundError):
         owner.auth_check(repo.repo_id)
     with pytest.raises(RepositoryNotFoundError):

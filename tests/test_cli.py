@@ -90,7 +90,7 @@ def test_token_create_refuses_bad_input_without_creating_anything(hub, user, arg
     assert result.returncode != 0
     assert message in result.stderr
     assert result.stdout == ""
-    assert hub.accounts.list_tokens(user) == []
+    assert hub.accounts.tokens.list(user) == []
 
 
 def test_duplicate_token_name_is_refused_and_first_token_still_works(hub, git, user):
@@ -119,26 +119,26 @@ def test_users_orgs_and_names(hub):
     org = unique("org")
     hub.cli("org", "add", org)
     hub.cli("org", "member", org, name, "--role", "contributor")
-    assert [(row.name, role) for row, role in hub.accounts.memberships_of(name)] == [
+    assert [(row.name, role) for row, role in hub.accounts.users.memberships_of(name)] == [
         (org, "contributor")
     ]
     hub.cli("org", "member", org, name, "--role", "admin")
-    assert [role for _, role in hub.accounts.memberships_of(name)] == ["admin"]
+    assert [role for _, role in hub.accounts.users.memberships_of(name)] == ["admin"]
     hub.cli("org", "member", org, name, "--remove")
-    assert hub.accounts.memberships_of(name) == []
+    assert hub.accounts.users.memberships_of(name) == []
 
 
 def test_password_from_stdin_is_argon2_hashed(hub):
     name = unique("pw")
     hub.cli("user", "add", name, "--password-stdin", input="s3cret-password\n")
-    assert hub.accounts.verify_password(name, "s3cret-password") == name
-    assert hub.accounts.verify_password(name, "wrong-password") is None
-    assert hub.accounts.user(name).password_hash.startswith("$argon2")
+    assert hub.accounts.users.verify_password(name, "s3cret-password") == name
+    assert hub.accounts.users.verify_password(name, "wrong-password") is None
+    assert hub.accounts.users.get(name).password_hash.startswith("$argon2")
     short = hub.cli("user", "passwd", name, input="short\n", check=False)
     assert short.returncode == 1 and "at least 8" in short.stderr
-    assert hub.accounts.verify_password(name, "s3cret-password") == name
+    assert hub.accounts.users.verify_password(name, "s3cret-password") == name
     hub.cli("user", "passwd", name, input="another-password\n")
-    assert hub.accounts.verify_password(name, "another-password") == name
+    assert hub.accounts.users.verify_password(name, "another-password") == name
 
 
 def test_repo_lifecycle(hub, git, tmp_path, user):
@@ -161,8 +161,8 @@ def test_repo_lifecycle(hub, git, tmp_path, user):
     hub.cli("access", "grant", "--type", "dataset", f"{user}/data", reader)
     git.run("ls-remote", url, token=token)
 
-    record = hub.accounts.get_repo(RepoId.parse(f"{user}/data", "dataset"))
-    path = hub.accounts.repo_path(record)
+    record = hub.accounts.repos.get(RepoId.parse(f"{user}/data", "dataset"))
+    path = hub.accounts.repos.path(record)
     assert path.is_dir()
     hub.cli("repo", "delete", "--type", "dataset", f"{user}/data")
     assert not path.exists()

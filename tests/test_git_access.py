@@ -71,7 +71,7 @@ def test_push_with_write_token_is_audited(hub, git, tmp_path, alice):
     git.run("push", hub.repo_url(f"{alice}/m"), "main", cwd=worktree, token=token)
     remote = git.run("ls-remote", hub.repo_url(f"{alice}/m"), token=token).stdout
     assert f"{head}\trefs/heads/main" in remote
-    pushes = [e for e in hub.accounts.audit_events(200) if e.event == "push"]
+    pushes = [e for e in hub.accounts.audit.events(200) if e.event == "push"]
     assert any(
         e.detail["refs"] == [{"ref": "refs/heads/main", "old": "0" * 40, "new": head}]
         for e in pushes
@@ -152,14 +152,14 @@ def test_refreshed_token_old_value_dies_new_value_works(hub, git, alice):
     assert new != old
     _assert_rejected(git, hub, f"{alice}/m", old)
     git.run("ls-remote", hub.repo_url(f"{alice}/m"), token=new)
-    assert [t.name for t in hub.accounts.list_tokens(alice)] == ["app"]
+    assert [t.name for t in hub.accounts.tokens.list(alice)] == ["app"]
 
 
 def test_expired_token_fails(hub, git, alice):
     hub.make_repo(f"{alice}/m", private=True)
     token = hub.make_token(alice, "read", name="short", expires_in_days=1)
     git.run("ls-remote", hub.repo_url(f"{alice}/m"), token=token)
-    owner_id = hub.accounts.user(alice).id
+    owner_id = hub.accounts.users.get(alice).id
     with hub.accounts.store.begin() as conn:
         conn.execute(
             sa.update(token_table)

@@ -32,7 +32,7 @@ def test_token_deleted_after_info_refs_is_refused_on_post(hub: Hub, git: Git, tm
     name = "short-lived"
     token = hub.make_token(target.rid.namespace, "write", name=name)
     assert target.refs()["refs/heads/main"] == target.main
-    hub.accounts.delete_token(target.rid.namespace, name)
+    hub.accounts.tokens.delete(target.rid.namespace, name)
     before = snapshot(target.path)
     body = push_body([(target.main, commit, "refs/heads/main")], pack)
     answer = post(target.url, "git-receive-pack", body, token)
@@ -45,7 +45,7 @@ def test_upload_pack_post_on_a_hidden_repo_answers_like_a_missing_one(
     hub: Hub, git: Git, tmp_path: Path
 ):
     target = PushTarget.create(hub, git, tmp_path)
-    hub.accounts.update_repo(target.rid, private=True)
+    hub.accounts.repos.update(target.rid, private=True)
     stranger = hub.make_token(hub.make_user(), "write")
     wants = pkt(f"want {target.main} {UPLOAD_CAPS}\n") + FLUSH + pkt("done\n")
     hidden = post(target.url, "git-upload-pack", wants, stranger)

@@ -41,7 +41,7 @@ def test_gc_removes_only_what_no_repository_holds(lfs_hub: Hub):
     leftover.write_bytes(b"partial")
     age(leftover, 48)
 
-    hub.accounts.delete_repo(doomed)
+    hub.accounts.repos.delete(doomed)
     dry = hub.cli("lfs", "gc", "--dry-run")
     assert "would remove 1 (0.0 MiB)" in dry.stderr
     assert stored_path(hub, only_doomed_item["oid"]).exists() and leftover.exists()
@@ -65,7 +65,7 @@ def test_gc_keeps_recent_objects_and_objects_reuploaded_since(lfs_hub: Hub):
     first = hub.make_repo(f"{user}/{unique('a')}")
     data, item = blob(4096)
     upload(hub, first, token, data, item)
-    hub.accounts.delete_repo(first)
+    hub.accounts.repos.delete(first)
 
     # Younger than the grace period: an upload may still be writing its row.
     result = hub.cli("lfs", "gc")
@@ -93,7 +93,7 @@ def test_a_repo_recreated_under_a_collected_name_starts_empty(lfs_hub: Hub):
     name = f"{user}/{unique('m')}"
     data, item = blob(2048)
     upload(hub, hub.make_repo(name), token, data, item)
-    hub.accounts.delete_repo(RepoId.parse(name))
+    hub.accounts.repos.delete(RepoId.parse(name))
     age(stored_path(hub, item["oid"]), 48)
     hub.cli("lfs", "gc")
     assert not stored_path(hub, item["oid"]).exists()

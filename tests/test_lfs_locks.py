@@ -39,7 +39,7 @@ def get(url: str, token: str | None = None, **query: object) -> tuple[int, dict,
 
 
 def stored_paths(hub: Hub, repo) -> list[str]:
-    record = hub.accounts.get_repo(repo)
+    record = hub.accounts.repos.get(repo)
     with hub.accounts.store.begin() as conn:
         rows = conn.execute(
             sa.select(lfs_locks.c.path)
@@ -143,7 +143,7 @@ def test_push_touching_a_file_locked_by_someone_else(hub: Hub, lfs_git: Git, tmp
 def test_unlocking_someone_elses_lock(hub: Hub, lfs_git: Git, tmp_path: Path):
     _, admin, writer, repo = team(hub)
     other = hub.make_user()
-    hub.accounts.set_member(repo.namespace, other, "write")
+    hub.accounts.users.set_member(repo.namespace, other, "write")
     admin_token, writer_token = hub.make_token(admin), hub.make_token(writer)
     work = pushed_worktree(hub, lfs_git, tmp_path / "work", repo, admin_token)
     lfs_git.run("lfs", "lock", "model.safetensors", cwd=work, token=writer_token)
@@ -159,7 +159,7 @@ def test_unlocking_someone_elses_lock(hub: Hub, lfs_git: Git, tmp_path: Path):
     # With --force, whoever may manage the repository may.
     other_token = hub.make_token(other)
     may_manage = Gate(hub.accounts).check(
-        hub.accounts.authenticate(other_token), repo, Action.MANAGE
+        hub.accounts.lookups.authenticate(other_token), repo, Action.MANAGE
     )
     forced = lfs_git.run(
         "lfs", "unlock", "--force", "model.safetensors", cwd=work, token=other_token, check=False
@@ -174,7 +174,7 @@ def test_unlocking_someone_elses_lock(hub: Hub, lfs_git: Git, tmp_path: Path):
     )
     assert "Unlocked model.safetensors" in forced.stdout
     assert stored_paths(hub, repo) == []
-    events = [e for e in hub.accounts.audit_events(20) if e.event == "lfs.unlock.force"]
+    events = [e for e in hub.accounts.audit.events(20) if e.event == "lfs.unlock.force"]
     assert events and events[0].detail == {"path": "model.safetensors", "owner": writer}
 
 
@@ -335,7 +335,7 @@ def test_concurrent_creates_one_wins(hub: Hub):
     org, _, _, repo = team(hub)
     users = [hub.make_user() for _ in range(6)]
     for user in users:
-        hub.accounts.set_member(org, user, "write")
+        hub.accounts.users.set_member(org, user, "write")
     tokens = [hub.make_token(user) for user in users]
     barrier = threading.Barrier(len(tokens))
     results: list[tuple[int, dict]] = []
@@ -433,8 +433,8 @@ def test_locks_go_with_their_repository(hub: Hub):
     repo = hub.make_repo(f"{user}/{unique('m')}")
     token = hub.make_token(user)
     assert post(locks_url(hub, repo), {"path": "gone.bin"}, token)[0] == 201
-    record = hub.accounts.get_repo(repo)
-    hub.accounts.delete_repo(repo)
+    record = hub.accounts.repos.get(repo)
+    hub.accounts.repos.delete(repo)
     hub.make_repo(repo.repo_id)  # the same name again is a new repository
     with hub.accounts.store.begin() as conn:
         left = conn.execute(sa.select(lfs_locks).where(lfs_locks.c.repo_id == record.id)).all()

@@ -126,7 +126,7 @@ def test_signed_urls_refuse_tampering_and_expiry(hub: Hub):
     status, _, _ = http_request("PUT", href, body=data)
     assert status == 403
 
-    record = hub.accounts.get_repo(repo)
+    record = hub.accounts.repos.get(repo)
     past = int(time.time()) - 5
     signature = Signer(hub.accounts.store.secret()).sign(
         Grant("download", record.hub_id, oid, size, past)
@@ -243,7 +243,7 @@ def test_transfer_urls_die_with_their_token_and_with_lost_access(hub: Hub):
     assert status == 200
     put = answer["objects"][0]["actions"]["upload"]["href"]
     assert doomed not in put
-    hub.accounts.delete_token(user, "doomed")
+    hub.accounts.tokens.delete(user, "doomed")
     status, _, body = http_request("PUT", put, body=data)
     assert status == 401 and b"deleted, refreshed or has expired" in body
     assert not held(hub, repo, item["oid"]) and not stored_path(hub, item["oid"]).exists()
@@ -253,7 +253,7 @@ def test_transfer_urls_die_with_their_token_and_with_lost_access(hub: Hub):
     status, _, answer = batch(hub, repo, "download", [stored_item], rotated)
     get = answer["objects"][0]["actions"]["download"]["href"]
     assert http_request("GET", get)[0] == 200
-    hub.accounts.refresh_token(user, "rotated")
+    hub.accounts.tokens.refresh(user, "rotated")
     assert http_request("GET", get)[0] == 403
 
     # Removed from the organization after the batch: refused, though the token lives.
@@ -266,7 +266,7 @@ def test_transfer_urls_die_with_their_token_and_with_lost_access(hub: Hub):
     )
     get = answer["objects"][0]["actions"]["download"]["href"]
     assert http_request("GET", get)[0] == 200
-    hub.accounts.remove_member(org, member)
+    hub.accounts.users.remove_member(org, member)
     status, _, body = http_request("GET", get)
     assert status == 403 and b"Access changed" in body
 
@@ -276,5 +276,5 @@ def test_transfer_urls_die_with_their_token_and_with_lost_access(hub: Hub):
     status, _, answer = batch(hub, public, "download", [stored_item])
     get = answer["objects"][0]["actions"]["download"]["href"]
     assert "token=" not in get and http_request("GET", get)[0] == 200
-    hub.accounts.update_repo(public, private=True)
+    hub.accounts.repos.update(public, private=True)
     assert http_request("GET", get)[0] == 403

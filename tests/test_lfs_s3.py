@@ -77,7 +77,7 @@ def s3_hub(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, s3_client
 
 
 def _key(hub: Hub, repo, oid: str) -> str:
-    storage_id = hub.accounts.get_repo(repo).storage_id
+    storage_id = hub.accounts.repos.get(repo).storage_id
     return f"{storage_id}/{oid[:2]}/{oid[2:4]}/{oid}"
 
 
@@ -149,7 +149,7 @@ def test_s3_gc_removes_the_objects_of_deleted_repos(s3_hub: Hub, s3_client):
     gone = _s3_upload(s3_hub, doomed, token, os.urandom(3000))
     kept = _s3_upload(s3_hub, keeper, token, os.urandom(3000))
     gone_key, kept_key = _key(s3_hub, doomed, gone["oid"]), _key(s3_hub, keeper, kept["oid"])
-    s3_hub.accounts.delete_repo(doomed)
+    s3_hub.accounts.repos.delete(doomed)
 
     # Just uploaded: inside the grace period, kept.
     result = s3_hub.cli("lfs", "gc")

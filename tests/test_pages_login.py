@@ -11,7 +11,7 @@ from http.cookiejar import CookieJar
 import pytest
 
 from hfgit.accounts import Accounts
-from hfgit.server.ratelimit import LoginLimiter
+from hfgit.accounts.logins import LoginLimiter
 from hubtest import Hub, MakeHub, NoRedirect
 
 PASSWORD = "correct horse battery"
@@ -27,7 +27,7 @@ class Clock:
 
 def test_account_limit_blocks_for_the_window_only(accounts: Accounts) -> None:
     clock = Clock()
-    limiter = LoginLimiter(accounts, per_client=10, per_account=3, window=100, clock=clock)
+    limiter = LoginLimiter(accounts.logins, per_client=10, per_account=3, window=100, clock=clock)
     for _ in range(3):
         assert limiter.retry_after("10.0.0.1", "alice") is None
         limiter.failed("10.0.0.1", "alice")
@@ -50,7 +50,7 @@ def test_account_limit_blocks_for_the_window_only(accounts: Accounts) -> None:
 
 def test_client_limit_spans_accounts(accounts: Accounts) -> None:
     clock = Clock()
-    limiter = LoginLimiter(accounts, per_client=4, per_account=100, window=60, clock=clock)
+    limiter = LoginLimiter(accounts.logins, per_client=4, per_account=100, window=60, clock=clock)
     for number in range(4):
         limiter.failed("10.0.0.9", f"user{number}")
     assert limiter.retry_after("10.0.0.9", "someone-else") == 60
@@ -108,7 +108,7 @@ def limited_server(make_hub: MakeHub) -> tuple[str, Accounts]:
 
 def test_failed_logins_are_limited_but_known_browsers_get_in(limited_server) -> None:
     url, accounts = limited_server
-    accounts.create_user("alice", PASSWORD)
+    accounts.users.create_user("alice", PASSWORD)
     owner = Visitor(url, {"X-Forwarded-For": "192.0.2.1"})
     status, headers, _ = owner.login("alice", PASSWORD)
     assert status == 303 and headers["Location"] == "/settings/tokens"
@@ -130,7 +130,7 @@ def test_failed_logins_are_limited_but_known_browsers_get_in(limited_server) -> 
 
 def test_session_cookie_flags(limited_server, hub: Hub) -> None:
     url, accounts = limited_server
-    accounts.create_user("carol", PASSWORD)
+    accounts.users.create_user("carol", PASSWORD)
     status, response_headers, _ = Visitor(url).login("carol", PASSWORD)
     assert status == 303
     session = next(c for c in response_headers.get_all("Set-Cookie") if "hfgit_session=" in c)

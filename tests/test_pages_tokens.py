@@ -109,7 +109,7 @@ def test_tokens_page_end_to_end(hub: Hub, new_page, git: Git, tmp_path: Path) ->
     scoped = hub.make_repo(f"{user}/{unique('scoped')}", private=True)
     seed = git.init_worktree(tmp_path / "seed")
     git.run("push", hub.repo_url(private), "main", cwd=seed, token=hub.make_token(user, name="s"))
-    hub.accounts.delete_token(user, "s")
+    hub.accounts.tokens.delete(user, "s")
 
     page = new_page()
     log_in(page, user)
@@ -157,7 +157,7 @@ def test_tokens_page_end_to_end(hub: Hub, new_page, git: Git, tmp_path: Path) ->
     phone.screenshot(path=str(ARTIFACTS / "tokens-phone.png"), full_page=True)
 
     # Refresh: confirm, the new value is shown once, same name and scopes, old value dead.
-    before = {t.name: t for t in hub.accounts.list_tokens(user)}["fine"]
+    before = {t.name: t for t in hub.accounts.tokens.list(user)}["fine"]
     token_row(page, "fine").get_by_role("link", name="Refresh").click()
     playwright_api.expect(
         page.get_by_role("heading", name=re.compile("Refresh token"))
@@ -166,7 +166,7 @@ def test_tokens_page_end_to_end(hub: Hub, new_page, git: Git, tmp_path: Path) ->
     playwright_api.expect(page.get_by_text("The previous value no longer works.")).to_be_visible()
     new_fine = copy_shown_value(page)
     assert new_fine != fine_value
-    after = {t.name: t for t in hub.accounts.list_tokens(user)}["fine"]
+    after = {t.name: t for t in hub.accounts.tokens.list(user)}["fine"]
     assert (after.id, after.role, after.scopes) == (before.id, before.role, before.scopes)
     dead = git.run(
         "clone", hub.repo_url(scoped), str(tmp_path / "old"), token=fine_value, check=False
@@ -181,7 +181,7 @@ def test_tokens_page_end_to_end(hub: Hub, new_page, git: Git, tmp_path: Path) ->
     assert token_row(page, "ci-write").count() == 0
     gone = git.run("ls-remote", hub.repo_url(private), token=write_value, check=False)
     assert gone.returncode != 0 and "Authentication failed" in gone.stderr
-    assert sorted(t.name for t in hub.accounts.list_tokens(user)) == ["fine", "laptop-read"]
+    assert sorted(t.name for t in hub.accounts.tokens.list(user)) == ["fine", "laptop-read"]
 
 
 def test_new_token_form_errors_keep_input(hub: Hub, new_page) -> None:
@@ -210,7 +210,7 @@ def test_new_token_form_errors_keep_input(hub: Hub, new_page) -> None:
     assert page.get_by_label("Scope 2 name").input_value() == missing
     page.get_by_role("button", name="Create token").click()
     playwright_api.expect(page.get_by_role("alert")).to_contain_text(f"No model named {missing}")
-    assert [t.name for t in hub.accounts.list_tokens(user)] == ["dup"]
+    assert [t.name for t in hub.accounts.tokens.list(user)] == ["dup"]
 
 
 def test_csrf_missing_or_wrong_is_refused(hub: Hub, new_page) -> None:
@@ -222,12 +222,12 @@ def test_csrf_missing_or_wrong_is_refused(hub: Hub, new_page) -> None:
         answer = page.request.post("/settings/tokens/new", form={**form, **extra})
         assert answer.status == 403
         assert "not sent from this site" in answer.text()
-    assert hub.accounts.list_tokens(user) == []
+    assert hub.accounts.tokens.list(user) == []
     # The same form with the page's token works, so the refusal was the CSRF check.
     csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
     answer = page.request.post("/settings/tokens/new", form={**form, "csrf_token": csrf})
     assert answer.status == 200
-    assert [t.name for t in hub.accounts.list_tokens(user)] == ["sneaky"]
+    assert [t.name for t in hub.accounts.tokens.list(user)] == ["sneaky"]
     logout = page.request.post("/logout", form={}, max_redirects=0)
     assert logout.status == 403
 
@@ -237,7 +237,7 @@ def test_another_users_token_is_not_found(hub: Hub, new_page, git: Git) -> None:
     bob = hub.make_user()
     repo = hub.make_repo(f"{bob}/{unique('r')}", private=True)
     bob_value = hub.make_token(bob, "read", name="bobs")
-    bob_id = hub.accounts.list_tokens(bob)[0].id
+    bob_id = hub.accounts.tokens.list(bob)[0].id
     page = new_page()
     log_in(page, alice)
     csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
@@ -247,7 +247,7 @@ def test_another_users_token_is_not_found(hub: Hub, new_page, git: Git) -> None:
         answer = page.request.post(f"/settings/tokens/{bob_id}/{action}", form={"csrf_token": csrf})
         assert answer.status == 404
     git.run("ls-remote", hub.repo_url(repo), token=bob_value)
-    assert [t.name for t in hub.accounts.list_tokens(bob)] == ["bobs"]
+    assert [t.name for t in hub.accounts.tokens.list(bob)] == ["bobs"]
 
 
 def test_login_logout_and_session_cookie(hub: Hub, new_page) -> None:

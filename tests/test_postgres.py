@@ -27,16 +27,16 @@ def test_push_on_one_gatekeeper_clone_on_another_and_refresh_applies_to_both(
 ):
     accounts, first_url, second_url = two_gatekeepers
     user = unique("pg")
-    accounts.create_user(user)
-    accounts.create_repo(RepoId.parse(f"{user}/model"), private=True)
-    old, _ = accounts.create_token(user, "ci", "write")
+    accounts.users.create_user(user)
+    accounts.repos.create(RepoId.parse(f"{user}/model"), private=True)
+    old, _ = accounts.tokens.create(user, "ci", "write")
 
     worktree = git.init_worktree(tmp_path / "wt", {"weights.txt": "v1\n"})
     git.run("push", f"{first_url}/{user}/model", "main", cwd=worktree, token=old)
     git.run("clone", f"{second_url}/{user}/model", str(tmp_path / "c"), token=old)
     assert (tmp_path / "c" / "weights.txt").read_text() == "v1\n"
 
-    new = accounts.refresh_token(user, "ci")
+    new = accounts.tokens.refresh(user, "ci")
     for url in (first_url, second_url):
         refused = git.run("ls-remote", f"{url}/{user}/model", token=old, check=False)
         assert refused.returncode != 0 and "Invalid username or password" in refused.stderr
@@ -48,9 +48,9 @@ def test_database_outage_fails_closed_with_503_and_recovers(
 ):
     accounts, url, _ = two_gatekeepers
     user = unique("pg")
-    accounts.create_user(user)
-    accounts.create_repo(RepoId.parse(f"{user}/public-model"))
-    token, _ = accounts.create_token(user, "ci", "read")
+    accounts.users.create_user(user)
+    accounts.repos.create(RepoId.parse(f"{user}/public-model"))
+    token, _ = accounts.tokens.create(user, "ci", "read")
     assert http_request("GET", f"{url}/healthz")[0] == 200
     postgres.stop()
     try:

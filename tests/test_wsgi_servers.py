@@ -31,9 +31,9 @@ SERVE = {
 def test_chunked_push_under_other_wsgi_servers(
     server: str, data_dir: Path, accounts: Accounts, git: Git, tmp_path: Path
 ):
-    accounts.create_user("alice")
-    accounts.create_repo(RepoId.parse("alice/model"), private=True)
-    token, _ = accounts.create_token("alice", "ci", "write")
+    accounts.users.create_user("alice")
+    accounts.repos.create(RepoId.parse("alice/model"), private=True)
+    token, _ = accounts.tokens.create("alice", "ci", "write")
     port = free_port()
     code = (
         "from hfgit.config import Settings; from hfgit.server import create_app; "

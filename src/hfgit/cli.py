@@ -68,19 +68,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_user_add(args, settings) -> int:
     password = _read_secret_line("password") if args.password_stdin else None
-    Accounts.open(settings).create_user(args.name, password)
+    Accounts.open(settings).users.create_user(args.name, password)
     print(f"Created user {args.name}.", file=sys.stderr)
     return 0
 
 
 def cmd_user_passwd(args, settings) -> int:
-    Accounts.open(settings).set_password(args.name, _read_secret_line("password"))
+    Accounts.open(settings).users.set_password(args.name, _read_secret_line("password"))
     print(f"Password of {args.name} set.", file=sys.stderr)
     return 0
 
 
 def cmd_org_add(args, settings) -> int:
-    Accounts.open(settings).create_org(args.name)
+    Accounts.open(settings).users.create_org(args.name)
     print(f"Created organization {args.name}.", file=sys.stderr)
     return 0
 
@@ -88,19 +88,19 @@ def cmd_org_add(args, settings) -> int:
 def cmd_org_member(args, settings) -> int:
     accounts = Accounts.open(settings)
     if args.remove:
-        accounts.remove_member(args.org, args.user)
+        accounts.users.remove_member(args.org, args.user)
         print(f"Removed {args.user} from {args.org}.", file=sys.stderr)
     else:
         if not args.role:
             raise InvalidInput("Give --role read|contributor|write|admin, or --remove.")
-        accounts.set_member(args.org, args.user, args.role)
+        accounts.users.set_member(args.org, args.user, args.role)
         print(f"{args.user} has the {args.role} role in {args.org}.", file=sys.stderr)
     return 0
 
 
 def cmd_repo_create(args, settings) -> int:
     repo_id = RepoId.parse(args.repo, args.type)
-    Accounts.open(settings).create_repo(
+    Accounts.open(settings).repos.create(
         repo_id, private=args.private, gated=args.gated or "off", creator=args.creator
     )
     print(f"Created {repo_id}.", file=sys.stderr)
@@ -109,14 +109,14 @@ def cmd_repo_create(args, settings) -> int:
 
 def cmd_repo_set(args, settings) -> int:
     repo_id = RepoId.parse(args.repo, args.type)
-    record = Accounts.open(settings).update_repo(repo_id, private=args.private, gated=args.gated)
+    record = Accounts.open(settings).repos.update(repo_id, private=args.private, gated=args.gated)
     visibility = "private" if record.facts.private else "public"
     print(f"{repo_id}: {visibility}, gated {record.facts.gated}.", file=sys.stderr)
     return 0
 
 
 def cmd_repo_list(args, settings) -> int:
-    records = Accounts.open(settings).list_repos()
+    records = Accounts.open(settings).repos.list()
     if args.json:
         rows = [
             {
@@ -141,21 +141,21 @@ def cmd_repo_list(args, settings) -> int:
 
 def cmd_repo_delete(args, settings) -> int:
     repo_id = RepoId.parse(args.repo, args.type)
-    Accounts.open(settings).delete_repo(repo_id)
+    Accounts.open(settings).repos.delete(repo_id)
     print(f"Deleted {repo_id}.", file=sys.stderr)
     return 0
 
 
 def cmd_access_grant(args, settings) -> int:
     repo_id = RepoId.parse(args.repo, args.type)
-    Accounts.open(settings).set_access(repo_id, args.user, "accepted")
+    Accounts.open(settings).gated.set_access(repo_id, args.user, "accepted")
     print(f"{args.user} may now read gated {repo_id}.", file=sys.stderr)
     return 0
 
 
 def cmd_token_create(args, settings) -> int:
     scopes = [parse_scope(text) for text in args.scope]
-    secret, _ = Accounts.open(settings).create_token(
+    secret, _ = Accounts.open(settings).tokens.create(
         args.user,
         args.name,
         args.role,
@@ -172,7 +172,7 @@ def cmd_token_create(args, settings) -> int:
 
 
 def cmd_token_list(args, settings) -> int:
-    records = Accounts.open(settings).list_tokens(args.user)
+    records = Accounts.open(settings).tokens.list(args.user)
     if args.json:
         rows = [
             {
@@ -203,13 +203,13 @@ def cmd_token_list(args, settings) -> int:
 
 
 def cmd_token_refresh(args, settings) -> int:
-    print(Accounts.open(settings).refresh_token(args.user, args.name))
+    print(Accounts.open(settings).tokens.refresh(args.user, args.name))
     print(f"Refreshed {args.name!r}: the old value no longer works.", file=sys.stderr)
     return 0
 
 
 def cmd_token_delete(args, settings) -> int:
-    Accounts.open(settings).delete_token(args.user, args.name)
+    Accounts.open(settings).tokens.delete(args.user, args.name)
     print(f"Deleted token {args.name!r} of {args.user}.", file=sys.stderr)
     return 0
 

@@ -86,7 +86,7 @@ def _hfgit_command() -> str:
 def serve(settings: Settings, options: ServeOptions) -> None:
     """Create the data directory and schema once, say how to start, then serve forever."""
     accounts = Accounts.open(settings)
-    has_users = bool(accounts.list_users())
+    has_users = bool(accounts.users.list_users())
     accounts.store.dispose()
     url = f"http://{options.host}:{options.port}"
     print(f"hfgit serving {url}  (data: {settings.data_dir})", file=sys.stderr)

@@ -233,7 +233,7 @@ def test_server_reported_expiry_reaches_git(cred, hub):
     user = hub.make_user()
     login(cred, hub, hub.make_token(user, "write", name="short-lived", expires_in_days=3))
     answer = cred.helper_answer(f"protocol=http\nhost={host_of(hub)}\n")
-    expected = hub.accounts.list_tokens(user)[0].expires_at
+    expected = hub.accounts.tokens.list(user)[0].expires_at
     assert int(answer["password_expiry_utc"]) == pytest.approx(expected, abs=1)
 
 

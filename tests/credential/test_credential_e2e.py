@@ -73,7 +73,7 @@ def test_revoked_login_is_erased_after_git_reports_failure(cred, hub, tmp_path):
     rid = hub.make_repo(f"{user}/gone", private=True)
     cred.hfgit("setup-git", "--endpoint", hub.url)
     cred.hfgit("login", "--endpoint", hub.url, "--token-stdin", token=token)
-    hub.accounts.delete_token(user, "soon-gone")
+    hub.accounts.tokens.delete(user, "soon-gone")
     result = git(cred, "clone", "-q", hub.repo_url(rid), str(tmp_path / "c"), check=False)
     assert result.returncode != 0
     assert b"Authentication failed" in result.stderr

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from werkzeug.wrappers import Request, Response
 
-from ..accounts import AccessRequest, Accounts, Caller, Conflict
+from ..accounts import AccessRequest, Accounts, Actor, Caller, Conflict
 from ..names import RepoId
 from ..policy import Action, decide_create
 from .gate import Gate
@@ -105,7 +105,7 @@ class ApiService(Surface):
 
     def whoami_json(self, caller: Caller) -> dict:
         principal = caller.principal
-        user = self.accounts.user(principal.user)
+        user = self.accounts.users.get(principal.user)
         orgs = [
             {
                 "type": "org",
@@ -114,7 +114,7 @@ class ApiService(Surface):
                 "fullname": org.fullname,
                 "roleInOrg": role,
             }
-            for org, role in self.accounts.memberships_of(principal.user)
+            for org, role in self.accounts.users.memberships_of(principal.user)
         ]
         data: dict = {
             "type": "user",
@@ -127,7 +127,7 @@ class ApiService(Surface):
             "orgs": orgs,
         }
         if caller.token_id is not None:
-            token = self.accounts.user_token(user.name, caller.token_id)
+            token = self.accounts.tokens.get(user.name, caller.token_id)
             if token is None:  # deleted since this request authenticated
                 raise Refusal(401, INVALID_CREDENTIALS)
             access_token: dict = {
@@ -144,7 +144,7 @@ class ApiService(Surface):
                     "scoped": [
                         {
                             "entity": {
-                                "_id": self.accounts.entity_hub_id(scope.kind, scope.name),
+                                "_id": self.accounts.users.entity_hub_id(scope.kind, scope.name),
                                 "type": scope.kind,
                                 "name": scope.name,
                             },
@@ -221,13 +221,16 @@ class ApiService(Surface):
         private = _visibility(body)
         # A namespace nobody holds is treated as an organization the caller is not in,
         # so the answer does not tell which names exist.
-        is_org = self.accounts.namespace_kind(repo_id.namespace) != "user"
+        is_org = self.accounts.users.namespace_kind(repo_id.namespace) != "user"
         decision = decide_create(caller.principal, repo_id.namespace, is_org)
         if not decision:
             raise Refusal.from_deny(decision)
         try:
-            record = self.accounts.create_repo(
-                repo_id, private=bool(private), creator=caller.principal.user
+            record = self.accounts.repos.create(
+                repo_id,
+                private=bool(private),
+                creator=caller.principal.user,
+                actor=_actor(caller),
             )
         except Conflict:
             # As on the Hub, the 409 carries the URL: ``create_repo(exist_ok=True)`` reads it.
@@ -235,9 +238,6 @@ class ApiService(Surface):
             conflict = error_response(409, message)
             conflict.set_data(json.dumps({"error": message, "url": _url(request, repo_id)}))
             return conflict
-        self.accounts.audit(
-            "repo.create", user_id=caller.user_id, token_id=caller.token_id, repo_id=record.id
-        )
         return json_response(
             {
                 "url": _url(request, record.repo_id),
@@ -250,17 +250,12 @@ class ApiService(Surface):
         caller = self._signed_in(request)
         repo_id = self._body_repo_id(_body(request), caller)
         self._require(caller, repo_id, Action.MANAGE)
-        self.accounts.delete_repo(repo_id)
-        self.accounts.audit(
-            "repo.delete",
-            user_id=caller.user_id,
-            token_id=caller.token_id,
-            detail={"repo": str(repo_id)},
-        )
+        self.accounts.repos.delete(repo_id, actor=_actor(caller))
         return json_response({})
 
     def settings(self, request: Request, repo: RepoId) -> Response:
-        self._require(self.gate.caller(request.environ), repo, Action.MANAGE)
+        caller = self.gate.caller(request.environ)
+        self._require(caller, repo, Action.MANAGE)
         body = _body(request)
         private = _visibility(body)
         gated = body.get("gated")
@@ -270,7 +265,9 @@ class ApiService(Surface):
             raise _bad_request(f'Invalid gated value {gated!r}: use "auto", "manual" or false.')
         if private is None and gated is None:
             raise _bad_request("Nothing to update: send gated and/or visibility.")
-        record = self.accounts.update_repo(repo, private=private, gated=gated)
+        record = self.accounts.repos.update(
+            repo, private=private, gated=gated, actor=_actor(caller)
+        )
         return json_response(
             {
                 "private": record.facts.private,
@@ -288,16 +285,19 @@ class ApiService(Surface):
         refusal = self._refusal(caller, repo, Action.READ)
         if refusal is not None and refusal.code != "GatedRepo":
             raise refusal
-        status = self.accounts.request_access(repo, caller.principal.user)
+        status = self.accounts.gated.request_access(
+            repo, caller.principal.user, actor=_actor(caller)
+        )
         return json_response({"status": status})
 
     def list_requests(self, request: Request, repo: RepoId, status: str) -> Response:
         self._require(self.gate.caller(request.environ), repo, Action.MANAGE)
-        items = self.accounts.access_requests(repo, status)
+        items = self.accounts.gated.access_requests(repo, status)
         return json_response([_access_request_json(item) for item in items])
 
     def handle_request(self, request: Request, repo: RepoId) -> Response:
-        self._require(self.gate.caller(request.environ), repo, Action.MANAGE)
+        caller = self.gate.caller(request.environ)
+        self._require(caller, repo, Action.MANAGE)
         body = _body(request)
         user, request_id, status = body.get("user"), body.get("requestId"), body.get("status")
         for field, value in (("user", user), ("requestId", request_id), ("status", status)):
@@ -305,16 +305,24 @@ class ApiService(Surface):
                 raise _bad_request(f"{field} must be a string.")
         if not status:
             raise _bad_request("status is required: accepted, rejected or pending.")
-        self.accounts.handle_access_request(repo, status, user=user, request_id=request_id)
+        self.accounts.gated.handle_access_request(
+            repo, status, user=user, request_id=request_id, actor=_actor(caller)
+        )
         return json_response({"status": status})
 
     def grant_access(self, request: Request, repo: RepoId) -> Response:
-        self._require(self.gate.caller(request.environ), repo, Action.MANAGE)
+        caller = self.gate.caller(request.environ)
+        self._require(caller, repo, Action.MANAGE)
         user = _body(request).get("user")
         if not isinstance(user, str) or not user:
             raise _bad_request("user is required: the name of the user to grant access to.")
-        self.accounts.grant_access(repo, user)
+        self.accounts.gated.grant_access(repo, user, actor=_actor(caller))
         return json_response({"status": "accepted"})
+
+
+def _actor(caller: Caller) -> Actor:
+    """Who made a change, for the audit: the caller's user and token."""
+    return Actor(caller.user_id, caller.token_id)
 
 
 def _url(request: Request, repo_id: RepoId) -> str:

@@ -74,13 +74,15 @@ class Gate:
         """
         try:
             secret = secret_from(environ)
-            return None if secret is None else self.accounts.authenticate(secret)
+            return None if secret is None else self.accounts.lookups.authenticate(secret)
         except AuthError as error:
             raise bad_credentials(error) from None
 
     def check(self, caller: Caller | None, repo_id: RepoId, action: Action) -> Access:
         """Look the repository up once and decide; the answer is the same for hidden and missing."""
-        record, granted = self.accounts.repo_access(repo_id, caller.user_id if caller else None)
+        record, granted = self.accounts.lookups.repo_access(
+            repo_id, caller.user_id if caller else None
+        )
         principal = caller.principal if caller else None
         facts = record.facts if record else None
         return Access(caller, record, decide(principal, facts, action, granted=granted))

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import get_current_url, wrap_file
 
-from ..accounts import Accounts, AuthError, Caller
+from ..accounts import Accounts, Actor, AuthError, Caller
 from ..config import MiB, Settings
 from ..lfs import Grant, InvalidSignature, LfsObjects, ObjectMissing, Signer, Storage, open_storage
 from ..lfs.locks import (
@@ -267,7 +267,7 @@ class LfsService(Surface):
         if not expires.isdigit() or not (token_id == "" or token_id.isdigit()):
             raise Refusal(403, INVALID_URL)
         try:
-            caller = self.accounts.caller_for_token(int(token_id)) if token_id else None
+            caller = self.accounts.lookups.caller_for_token(int(token_id)) if token_id else None
         except AuthError:
             raise Refusal(
                 401,
@@ -369,10 +369,9 @@ class LfsService(Surface):
         if self.locks.delete(record.id, lock.id, owner_id=lock.owner_id) is None:
             raise Refusal(404, f"There is no lock {number} in this repository.")
         if lock.owner_id != caller.user_id:
-            self.accounts.audit(
+            self.accounts.audit.append(
                 "lfs.unlock.force",
-                user_id=caller.user_id,
-                token_id=caller.token_id,
+                actor=Actor(caller.user_id, caller.token_id),
                 repo_id=record.id,
                 detail={"path": lock.path, "owner": lock.owner},
             )

@@ -19,10 +19,18 @@ from werkzeug.utils import redirect, send_from_directory
 from werkzeug.wrappers import Request, Response
 
 from .. import policy
-from ..accounts import Accounts, AccountsError, Conflict, InvalidInput, TokenRecord, make_scope
+from ..accounts import (
+    Accounts,
+    AccountsError,
+    Actor,
+    Conflict,
+    InvalidInput,
+    TokenRecord,
+    make_scope,
+)
 from ..accounts import NotFound as AccountNotFound
+from ..accounts.logins import LoginLimiter
 from ..config import Settings
-from .ratelimit import LoginLimiter
 from .refusal import Refusal
 from .sessions import Session, SessionCookies, csrf_matches, password_tag
 from .surface import Surface
@@ -82,7 +90,7 @@ class PagesService(Surface):
         self.accounts = accounts
         self.cookies = SessionCookies(accounts.store.secret)
         self.limiter = LoginLimiter(
-            accounts,
+            accounts.logins,
             per_client=settings.login_max_failures_client,
             per_account=settings.login_max_failures_account,
             window=settings.login_window,
@@ -141,7 +149,7 @@ class PagesService(Surface):
         if session is None or session.user is None:
             return session
         try:
-            row = self.accounts.user(session.user)
+            row = self.accounts.users.get(session.user)
         except AccountNotFound:
             return Session(csrf=session.csrf)
         if session.password_tag != password_tag(row.password_hash):
@@ -153,6 +161,11 @@ class PagesService(Surface):
         if session is None or session.user is None:
             raise LoginRequired(request.path)
         return session
+
+    def _actor(self, session: Session) -> Actor:
+        """Who changes a token from a browser session: its user, with no token."""
+        assert session.user is not None
+        return Actor(self.accounts.users.get(session.user).id, None)
 
     @staticmethod
     def _check_csrf(request: Request, session: Session | None) -> None:
@@ -196,7 +209,7 @@ class PagesService(Surface):
             )
             response.headers["Retry-After"] = str(wait)
             return response
-        canonical = self.accounts.verify_password(username, password) if username else None
+        canonical = self.accounts.users.verify_password(username, password) if username else None
         if canonical is None:
             self.limiter.failed(client, username)
             return self._render(
@@ -209,7 +222,7 @@ class PagesService(Surface):
                 error="Wrong username or password.",
             )
         self.limiter.succeeded(client, username)
-        row = self.accounts.user(canonical)
+        row = self.accounts.users.get(canonical)
         fresh = self.cookies.new(canonical, password_tag(row.password_hash))
         response = redirect(next_url, 303)
         secure = self._secure(request)
@@ -242,7 +255,7 @@ class PagesService(Surface):
             "tokens.html",
             session,
             status,
-            tokens=self.accounts.list_tokens(session.user),
+            tokens=self.accounts.tokens.list(session.user),
             form=form,
             now=time.time(),
             scope_kinds=policy.SCOPE_KINDS,
@@ -263,13 +276,14 @@ class PagesService(Surface):
         try:
             scopes = _form_scopes(form) if form["role"] == "fineGrained" else []
             expires = _form_expiry(form["expires_days"])
-            secret, record = self.accounts.create_token(
+            secret, record = self.accounts.tokens.create(
                 session.user,
                 form["name"],
                 form["role"],
                 scopes=scopes,
                 can_read_gated=form["role"] == "fineGrained" and form["can_read_gated"],
                 expires_in_days=expires,
+                actor=self._actor(session),
             )
         except (FormError, InvalidInput, Conflict, AccountNotFound) as exc:
             return self._tokens_page(
@@ -283,16 +297,17 @@ class PagesService(Surface):
             self._check_csrf(request, session)
         assert session.user is not None
         # Looked up among the session user's own tokens: another user's id is simply not found.
-        token = self.accounts.user_token(session.user, token_id)
+        token = self.accounts.tokens.get(session.user, token_id)
         if token is None:
             raise Refusal(404, "No such token among yours.")
         if request.method == "GET":
             return self._render(request, "confirm.html", session, token=token, action=action)
         try:
+            actor = self._actor(session)
             if action == "delete":
-                self.accounts.delete_token(session.user, token.name)
+                self.accounts.tokens.delete(session.user, token.name, actor=actor)
                 return self._tokens_page(request, session, notice=f"Token {token.name!r} deleted.")
-            secret = self.accounts.refresh_token(session.user, token.name)
+            secret = self.accounts.tokens.refresh(session.user, token.name, actor=actor)
         except AccountsError as exc:
             raise Refusal(404, str(exc)) from None
         return self._tokens_page(request, session, shown=(token.name, secret), refreshed=True)

@@ -15,7 +15,7 @@ from dulwich.protocol import pkt_line
 from dulwich.repo import Repo
 from werkzeug.wrappers import Request, Response
 
-from ...accounts import Accounts
+from ...accounts import Accounts, Actor
 from ...config import Settings
 from ...names import RepoId
 from ...policy import Action
@@ -81,7 +81,7 @@ class GitService(Surface):
         access = self.gate.authorize(request.environ, repo_id, SERVICES[service])
         assert access.repo is not None
         try:
-            repo = Repo(str(self.accounts.repo_path(access.repo)), bare=True)
+            repo = Repo(str(self.accounts.repos.path(access.repo)), bare=True)
         except NotGitRepository:
             log.error("repository storage missing for %s", access.repo.repo_id)
             raise Refusal(503, "This repository's storage is unavailable.") from None
@@ -159,10 +159,9 @@ class GitService(Surface):
             ]
         }
         try:
-            self.accounts.audit(
+            self.accounts.audit.append(
                 "push",
-                user_id=caller.user_id if caller else None,
-                token_id=caller.token_id if caller else None,
+                actor=Actor(caller.user_id, caller.token_id) if caller else None,
                 repo_id=session.record.id,
                 detail=detail,
             )

@@ -12,22 +12,51 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from ..accounts import Accounts
+import sqlalchemy as sa
+
+from ..store import Store, login_failures
+
+
+class LoginFailures:
+    """The failed logins, by key: ``client:<addr>`` or ``account:<name>``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def record_failure(self, keys: Iterable[str], *, at: float, forget_before: float) -> None:
+        """Note one failed login under each key, dropping entries older than ``forget_before``."""
+        with self.store.begin() as conn:
+            conn.execute(login_failures.delete().where(login_failures.c.at < forget_before))
+            conn.execute(login_failures.insert(), [{"key": key, "at": at} for key in keys])
+
+    def count_failures(self, key: str, *, since: float) -> tuple[int, float | None]:
+        """How many failures ``key`` has had after ``since``, and when the oldest of them was."""
+        with self.store.begin() as conn:
+            row = conn.execute(
+                sa.select(sa.func.count(), sa.func.min(login_failures.c.at)).where(
+                    login_failures.c.key == key, login_failures.c.at > since
+                )
+            ).one()
+        return int(row[0]), row[1]
+
+    def clear_failures(self, keys: Iterable[str]) -> None:
+        with self.store.begin() as conn:
+            conn.execute(login_failures.delete().where(login_failures.c.key.in_(list(keys))))
 
 
 class LoginLimiter:
     def __init__(
         self,
-        accounts: Accounts,
+        failures: LoginFailures,
         *,
         per_client: int,
         per_account: int,
         window: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.accounts = accounts
+        self.failures = failures
         self.per_client = per_client
         self.per_account = per_account
         self.window = window
@@ -49,18 +78,18 @@ class LoginLimiter:
             limits.append((self._account_key(account), self.per_account))
         waits = []
         for key, limit in limits:
-            count, oldest = self.accounts.count_login_failures(key, since=now - self.window)
+            count, oldest = self.failures.count_failures(key, since=now - self.window)
             if count >= limit and oldest is not None:
                 waits.append(max(1, math.ceil(oldest + self.window - now)))
         return max(waits) if waits else None
 
     def failed(self, client: str, account: str) -> None:
         now = self.clock()
-        self.accounts.record_login_failure(
+        self.failures.record_failure(
             [self._client_key(client), self._account_key(account)],
             at=now,
             forget_before=now - self.window,
         )
 
     def succeeded(self, client: str, account: str) -> None:
-        self.accounts.clear_login_failures([self._client_key(client), self._account_key(account)])
+        self.failures.clear_failures([self._client_key(client), self._account_key(account)])

@@ -1,0 +1,27 @@
+"""What the accounts operations raise."""
+
+from __future__ import annotations
+
+
+class AccountsError(Exception):
+    """A request the caller can correct; the message says how."""
+
+
+class NotFound(AccountsError):
+    pass
+
+
+class Conflict(AccountsError):
+    pass
+
+
+class InvalidInput(AccountsError):
+    pass
+
+
+class AuthError(Exception):
+    """Credentials that do not identify anyone; ``kind`` picks the message to show."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind  # "password" | "org_token" | "invalid"
