@@ -146,6 +146,50 @@ def cmd_repo_delete(args, settings) -> int:
     return 0
 
 
+def cmd_repo_maintain(args, settings) -> int:
+    from .server.git.maintenance import MaintenanceFailed, MaintenancePolicy, maintain
+    from .server.git.refs import RepoBusy
+
+    if bool(args.repo) == args.all:
+        raise InvalidInput("Name one repository (NS/NAME) or give --all.")
+    accounts = Accounts.open(settings)
+    if args.all:
+        records = accounts.list_repos()
+    else:
+        records = [accounts.get_repo(RepoId.parse(args.repo, args.type))]
+    policy = MaintenancePolicy(
+        max_packs=settings.repack_packs,
+        max_loose=settings.repack_loose_objects,
+        prune=args.prune,
+    )
+    failed = 0
+    for record in records:
+        name = f"{record.facts.type} {record.facts.repo_id}"
+        path = accounts.repo_path(record)
+        try:
+            report = maintain(path, policy, force=args.force)
+        except FileNotFoundError:
+            failed += 1
+            print(f"{name}: storage missing ({path})", file=sys.stderr)
+            continue
+        except RepoBusy:
+            failed += 1
+            print(f"{name}: pushes kept the repository locked; try again", file=sys.stderr)
+            continue
+        except MaintenanceFailed as error:
+            failed += 1
+            print(f"{name}: {error}", file=sys.stderr)
+            continue
+        before, after = report.before, report.after
+        detail = f"{before.packs} packs, {before.loose} loose objects"
+        if report.state == "repacked":
+            detail += f" -> {after.packs} packs, {after.loose} loose objects"
+        elif report.state == "busy":
+            detail += "; maintenance already running, skipped"
+        print(f"{name}: {report.state}: {detail}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_access_grant(args, settings) -> int:
     repo_id = RepoId.parse(args.repo, args.type)
     Accounts.open(settings).gated.set_access(repo_id, args.user, "accepted")
@@ -324,6 +368,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = repo.add_parser("delete", parents=[store], help="delete a repository and its data")
     _repo_arguments(p)
     p.set_defaults(func=cmd_repo_delete)
+    p = repo.add_parser(
+        "maintain",
+        parents=[store],
+        help="repack repositories with many packs or loose objects (never loses objects)",
+    )
+    p.add_argument("--type", choices=REPO_TYPES, default="model", help="repo type")
+    p.add_argument("repo", metavar="NS/NAME", nargs="?")
+    p.add_argument("--all", action="store_true", help="every repository")
+    p.add_argument("--force", action="store_true", help="repack even if not due")
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="also drop unreachable objects older than two weeks (git's gc.pruneExpire)",
+    )
+    p.set_defaults(func=cmd_repo_maintain)
 
     access = commands.add_parser("access", help="gated access").add_subparsers(
         dest="action", required=True, metavar="ACTION"

@@ -70,6 +70,11 @@ class Settings:
     login_max_failures_account: int = 10
     login_window: int = 900
 
+    #: A push leaves its repository to be repacked, in the background, once it holds more
+    #: packs than this or more loose objects than ``repack_loose_objects``.
+    repack_packs: int = 20
+    repack_loose_objects: int = 1000
+
     #: The engine that answers git's two services (``hfgit.server.git.engines``).
     git_engine: str = "dulwich"
 
@@ -113,6 +118,8 @@ class Settings:
             max_want_lines=_env_int("HFGIT_MAX_WANT_LINES", cls.max_want_lines),
             max_have_lines=_env_int("HFGIT_MAX_HAVE_LINES", cls.max_have_lines),
             stale_lock_seconds=_env_int("HFGIT_STALE_LOCK_SECONDS", cls.stale_lock_seconds),
+            repack_packs=_env_int("HFGIT_REPACK_PACKS", cls.repack_packs),
+            repack_loose_objects=_env_int("HFGIT_REPACK_LOOSE_OBJECTS", cls.repack_loose_objects),
             body_read_timeout=_env_int("HFGIT_BODY_READ_TIMEOUT", cls.body_read_timeout),
             lfs_max_object_bytes=_env_int("HFGIT_LFS_MAX_OBJECT_BYTES", cls.lfs_max_object_bytes),
             lfs_max_batch_objects=_env_int(

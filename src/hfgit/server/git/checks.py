@@ -201,13 +201,19 @@ class PackChecker:
         except (ObjectFormatException, ValueError, KeyError, AssertionError) as error:
             raise PackRejected(f"bad object: {error}") from None
 
+    def add_blob(self, sha: bytes, size: int) -> None:
+        """Check a blob known by its size only: hashed as a stream, its content not kept."""
+        self.graph.kinds[sha] = Blob.type_num
+        if size > self.max_blob_bytes:
+            self.graph.big_blobs.add(sha)
+
     def _add(self, sha: bytes, type_num: int, chunks: list[bytes]) -> None:
         graph = self.graph
-        graph.kinds[sha] = type_num
         if type_num == Blob.type_num:
-            if sum(map(len, chunks)) > self.max_blob_bytes:
-                graph.big_blobs.add(sha)
-        elif type_num == Tree.type_num:
+            self.add_blob(sha, sum(map(len, chunks)))
+            return
+        graph.kinds[sha] = type_num
+        if type_num == Tree.type_num:
             raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             graph.links[sha] = check_tree(sha, raw, self.object_format.oid_length, self.gitmodules)
         else:

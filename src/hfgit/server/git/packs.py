@@ -10,6 +10,7 @@
    ``add_thin_pack`` does, but every object, as it is inflated for its id, is handed to a
    :class:`~hfgit.server.git.checks.PackChecker`, so no object is inflated again for the
    checks (the copy before inflates each stream only to find its end, keeping none).
+   The indexer (:mod:`.indexer`) holds no big blob and no delta base past a budget.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from dulwich.pack import (
     OFS_DELTA,
     REF_DELTA,
     Pack,
-    PackData,
-    PackIndexer,
     PackStreamCopier,
     UnpackedObject,
     extend_pack,
@@ -43,6 +42,7 @@ from dulwich.repo import Repo
 
 from ...config import MiB
 from .checks import PackChecker, PackRejected
+from .indexer import CheckingIndexer
 
 QUARANTINE_PREFIX = "incoming-"
 
@@ -91,7 +91,11 @@ class Quarantine:
         fd, path = tempfile.mkstemp(dir=self.path, prefix="tmp_pack_")
         with os.fdopen(fd, "w+b") as f:
             indexer = CheckingIndexer(
-                f, object_format.hash_func, resolve_ext_ref=store.get_raw, checker=checker
+                f,
+                object_format.hash_func,
+                resolve_ext_ref=store.get_raw,
+                checker=checker,
+                spill_dir=self.path,
             )
             copier = BoundedPackStreamCopier(
                 object_format.hash_func,
@@ -103,9 +107,7 @@ class Quarantine:
             )
             copier.verify()
             f.flush()
-            with PackData(path, file=f, object_format=object_format) as data:
-                indexer.set_pack_data(data)
-                entries = list(indexer)
+            entries = list(indexer)
             pack_sha, extra = extend_pack(
                 f,
                 set(indexer.ext_refs()),
@@ -301,17 +303,3 @@ def _delta_target_size(head: bytes, offset: int) -> int:
             if not byte & 0x80:
                 break
     return value
-
-
-class CheckingIndexer(PackIndexer):
-    """dulwich's pack indexer that hands every inflated object to a :class:`PackChecker`."""
-
-    def __init__(self, *args, checker: PackChecker, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.checker = checker
-
-    def _result(self, unpacked: UnpackedObject):
-        entry = super()._result(unpacked)
-        assert unpacked.obj_type_num is not None and unpacked.obj_chunks is not None
-        self.checker.add(sha_to_hex(entry[0]), unpacked.obj_type_num, unpacked.obj_chunks)
-        return entry

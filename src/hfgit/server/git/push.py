@@ -31,6 +31,7 @@ from dulwich.server import ReceivePackHandler
 from ...config import MiB, Settings
 from ..body import BodyError
 from .checks import PackChecker, PackGraph, PackRejected, walk_tip
+from .maintenance import MaintenancePolicy, scheduler
 from .packs import Quarantine
 from .refs import Command, atomic_failed, update_refs
 
@@ -50,6 +51,8 @@ class PushLimits:
     max_object_bytes: int
     max_ref_updates: int
     stale_lock_seconds: int
+    #: When a repository this push landed in is due for a repack.
+    maintenance: MaintenancePolicy
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PushLimits:
@@ -59,6 +62,9 @@ class PushLimits:
             max_object_bytes=settings.max_object_bytes,
             max_ref_updates=settings.max_ref_updates,
             stale_lock_seconds=settings.stale_lock_seconds,
+            maintenance=MaintenancePolicy(
+                max_packs=settings.repack_packs, max_loose=settings.repack_loose_objects
+            ),
         )
 
 
@@ -204,8 +210,10 @@ class HardenedReceivePackHandler(ReceivePackHandler):
         )
 
     def _on_post_receive(self, client_refs) -> None:
+        """After refs moved: the audit, then a repack in the background if one is due."""
         if self._on_push is not None:
             self._on_push(list(client_refs))
+        scheduler.after_push(self.repo.path, self.limits.maintenance)
 
 
 def _kind(sha: bytes, graph: PackGraph, store) -> int:
