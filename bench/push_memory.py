@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="hfgit-pushmem-"))
     data_dir = work / "data"
     accounts = Accounts.open(Settings.load(data_dir))
-    accounts.create_user(USER)
-    token, _ = accounts.create_token(USER, "bench", "write")
+    accounts.users.create_user(USER)
+    token, _ = accounts.tokens.create(USER, "bench", "write")
     git = Git(work / "home", token)
     port = free_port()
     command = [sys.executable, "-m", "hfgit.cli", "serve", "--data-dir", str(data_dir)]
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in chosen:
             tree = prepare(git, work, name)
             repo = RepoId("model", USER, name)
-            accounts.create_repo(repo, private=True)
+            accounts.repos.create(repo, private=True)
             url = f"{server.url}/{repo.url_path}"
             if name == "delta95":
                 git.run("push", "-q", url, "main", cwd=tree)

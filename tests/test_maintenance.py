@@ -124,11 +124,11 @@ def test_maintain_command_one_all_busy_and_missing(git, tmp_path):
     data_dir = tmp_path / "data"
     accounts = Accounts.open(Settings.load(data_dir))
     try:
-        accounts.create_user("alice")
+        accounts.users.create_user("alice")
         paths = {}
         for name, private in (("open", False), ("hidden", True), ("lost", False)):
-            record = accounts.create_repo(RepoId.parse(f"alice/{name}"), private=private)
-            paths[name] = accounts.repo_path(record)
+            record = accounts.repos.create(RepoId.parse(f"alice/{name}"), private=private)
+            paths[name] = accounts.repos.path(record)
     finally:
         accounts.store.dispose()
     work = git.init_worktree(tmp_path / "work")

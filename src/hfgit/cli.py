@@ -154,9 +154,9 @@ def cmd_repo_maintain(args, settings) -> int:
         raise InvalidInput("Name one repository (NS/NAME) or give --all.")
     accounts = Accounts.open(settings)
     if args.all:
-        records = accounts.list_repos()
+        records = accounts.repos.list()
     else:
-        records = [accounts.get_repo(RepoId.parse(args.repo, args.type))]
+        records = [accounts.repos.get(RepoId.parse(args.repo, args.type))]
     policy = MaintenancePolicy(
         max_packs=settings.repack_packs,
         max_loose=settings.repack_loose_objects,
@@ -165,7 +165,7 @@ def cmd_repo_maintain(args, settings) -> int:
     failed = 0
     for record in records:
         name = f"{record.facts.type} {record.facts.repo_id}"
-        path = accounts.repo_path(record)
+        path = accounts.repos.path(record)
         try:
             report = maintain(path, policy, force=args.force)
         except FileNotFoundError:
