@@ -178,7 +178,7 @@ class CheckingIndexer(PackIndexer):
                 return self._result(unpacked), unpacked.obj_chunks
             return self._stream_whole(offset, size, data_at, header, might_be_base)
         delta, crc32 = self._inflate(data_at, size, header)
-        base_size, target_size, position = _delta_sizes(delta)
+        base_size, target_size, position = delta_sizes(delta)
         if base_size != base.size:
             raise ApplyDeltaError(f"delta expects a base of {base_size} bytes, not {base.size}")
         if base.data is not None and (type_num != Blob.type_num or target_size <= STREAM_BYTES):
@@ -284,8 +284,11 @@ class CheckingIndexer(PackIndexer):
         return crc32
 
 
-def _delta_sizes(delta: bytes) -> tuple[int, int, int]:
-    """A delta's base size and target size, and where its instructions start."""
+def delta_sizes(delta: bytes) -> tuple[int, int, int]:
+    """A delta's base size and target size, and where its instructions start.
+
+    Raises :class:`~dulwich.errors.ApplyDeltaError` when ``delta`` ends inside them.
+    """
     position = 0
     sizes = []
     for _ in range(2):

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from io import BytesIO
 
-from dulwich.errors import ChecksumMismatch
+from dulwich.errors import ApplyDeltaError, ChecksumMismatch
 from dulwich.file import GitFile
 from dulwich.object_store import PACK_MODE, PackInputTooLarge
 from dulwich.objects import Blob, Commit, Tag, Tree, sha_to_hex
@@ -42,7 +42,7 @@ from dulwich.repo import Repo
 
 from ...config import MiB
 from .checks import PackChecker, PackRejected
-from .indexer import CheckingIndexer
+from .indexer import CheckingIndexer, delta_sizes
 
 QUARANTINE_PREFIX = "incoming-"
 
@@ -222,7 +222,11 @@ class BoundedPackStreamCopier(PackStreamCopier):
         self._check_size(size, offset)
         head = self._inflate(size, offset, keep=_DELTA_HEAD if type_num in DELTA_TYPES else 0)
         if type_num in DELTA_TYPES:
-            self._check_size(_delta_target_size(head, offset), offset)
+            try:
+                target_size = delta_sizes(head)[1]
+            except ApplyDeltaError:
+                raise PackRejected(f"bad object at offset {offset}: bad delta header") from None
+            self._check_size(target_size, offset)
         unpacked = UnpackedObject(
             type_num, delta_base=delta_base, decomp_len=size, hash_func=self.hash_func
         )
@@ -285,21 +289,3 @@ class BoundedPackStreamCopier(PackStreamCopier):
         buffer.seek(0)
         self._rbuf = buffer
         return head
-
-
-def _delta_target_size(head: bytes, offset: int) -> int:
-    """The target size a delta declares: its second varint, after the base size."""
-    position = 0
-    value = 0
-    for _ in range(2):
-        value = shift = 0
-        while True:
-            if position >= len(head):
-                raise PackRejected(f"bad object at offset {offset}: bad delta header")
-            byte = head[position]
-            position += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-    return value
