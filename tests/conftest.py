@@ -14,6 +14,21 @@ from pathlib import Path
 
 import pytest
 
+# huggingface_hub reads its settings once, when it is first imported: set them before any
+# test module imports it. No telemetry or update checks leave the machine, uploads use
+# plain Git LFS (hfgit serves no Xet), and HF_HOME is per test (the ``hf_home`` fixture).
+os.environ.update(
+    {
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_ETAG_TIMEOUT": "30",
+        "HF_HUB_DOWNLOAD_TIMEOUT": "30",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HOME": tempfile.mkdtemp(prefix="hfgit-hf-home-"),
+    }
+)
+
 from hfgit.accounts import Accounts
 from hfgit.config import Settings
 from hubtest import (
@@ -67,3 +82,18 @@ def postgres() -> Iterator[Postgres]:
             server.stop()
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty HF_HOME for this test, for huggingface_hub in this process and in children."""
+    from huggingface_hub import constants
+
+    home = tmp_path / "hf-home"
+    home.mkdir()
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    return home

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import logging
 import os
 import re
@@ -83,8 +84,11 @@ class Storage(ABC):
         """A URL the client uploads the object to, or None to go through hfgit."""
 
     @abstractmethod
-    def open(self, storage_id: str, oid: str, size: int) -> BinaryIO:
-        """The object's bytes to stream; raises :class:`ObjectMissing` when not here whole."""
+    def open(self, storage_id: str, oid: str, size: int, *, start: int = 0) -> BinaryIO:
+        """The object's bytes from ``start`` on, to stream; the caller reads what it needs.
+
+        Raises :class:`ObjectMissing` when the object is not here whole.
+        """
 
     @abstractmethod
     def receive(self, storage_id: str, oid: str, size: int, read: Callable[[int], bytes]) -> None:
@@ -126,7 +130,7 @@ class LocalStorage(Storage):
     def upload_href(self, storage_id: str, oid: str, size: int, ttl: int) -> None:
         return None
 
-    def open(self, storage_id: str, oid: str, size: int) -> BinaryIO:
+    def open(self, storage_id: str, oid: str, size: int, *, start: int = 0) -> BinaryIO:
         try:
             handle = self.path(oid).open("rb")
         except FileNotFoundError:
@@ -136,6 +140,8 @@ class LocalStorage(Storage):
             handle.close()
             log.error("LFS object %s in storage has the wrong size", oid)
             raise ObjectMissing(oid)
+        # A real file: the WSGI server may send it with sendfile from this offset.
+        handle.seek(start)
         return handle
 
     def confirm_upload(self, storage_id: str, oid: str, size: int) -> None:
@@ -262,9 +268,26 @@ class S3Storage(Storage):
         )
         return Href(url, {})
 
-    def open(self, storage_id: str, oid: str, size: int) -> BinaryIO:
-        # Clients download from the bucket itself: hfgit never streams S3 objects.
-        raise ObjectMissing(oid)
+    def open(self, storage_id: str, oid: str, size: int, *, start: int = 0) -> BinaryIO:
+        """Stream the object from the bucket (git-lfs downloads from it directly; the Hub's
+        ``/resolve`` serves the bytes through hfgit), from ``start`` on, in chunks."""
+        from botocore.exceptions import ClientError
+
+        params = {"Bucket": self.bucket, "Key": self.key(storage_id, oid)}
+        if start:
+            params["Range"] = f"bytes={start}-"
+        try:
+            answer = self.client.get_object(**params)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                log.error("LFS object %s missing from the bucket", oid)
+                raise ObjectMissing(oid) from None
+            raise
+        if answer.get("ContentLength") != size - start:
+            answer["Body"].close()
+            log.error("LFS object %s in the bucket has the wrong size", oid)
+            raise ObjectMissing(oid)
+        return _S3Stream(answer["Body"])
 
     def receive(self, storage_id: str, oid: str, size: int, read: Callable[[int], bytes]) -> None:
         raise ObjectMissing("Uploads go to the object store for this server.")
@@ -318,6 +341,23 @@ class S3Storage(Storage):
         for chunk in body.iter_chunks(CHUNK):
             digest.update(chunk)
         return digest.hexdigest()
+
+
+class _S3Stream(io.RawIOBase):
+    """An S3 object's body as a readable stream, for ``wsgi.file_wrapper``."""
+
+    def __init__(self, body) -> None:
+        self.body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self.body.read(None if size < 0 else size)
+
+    def close(self) -> None:
+        self.body.close()
+        super().close()
 
 
 def open_storage(settings: Settings) -> Storage:

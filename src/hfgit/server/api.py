@@ -16,7 +16,7 @@ from werkzeug.wrappers import Request, Response
 from ..accounts import AccessRequest, Accounts, Caller, Conflict
 from ..names import RepoId
 from ..policy import Action, decide_create
-from .gate import Gate
+from .gate import Access, Gate
 from .refusal import Refusal
 from .surface import Surface
 
@@ -47,6 +47,22 @@ def error_response(status: int, message: str, code: str | None = None) -> Respon
     if code:
         response.headers["X-Error-Code"] = code
     return response
+
+
+def hub_refusal(access: Access) -> Refusal | None:
+    """The policy's refusal as the Hub words it, or None when the access is allowed."""
+    if access.decision:
+        return None
+    refusal = Refusal.from_deny(access.decision)
+    if (
+        refusal.code == "AuthRequired"
+        and access.repo is not None
+        and access.repo.facts.gated != "off"
+    ):
+        # The Hub answers an anonymous read of a gated repo with GatedRepo, which the
+        # client turns into GatedRepoError rather than RepositoryNotFoundError.
+        refusal.code = "GatedRepo"
+    return refusal
 
 
 def _bad_request(message: str) -> Refusal:
@@ -162,19 +178,7 @@ class ApiService(Surface):
 
     def _refusal(self, caller: Caller | None, repo_id: RepoId, action: Action) -> Refusal | None:
         """The policy's refusal for ``action`` as the Hub words it, or None when allowed."""
-        access = self.gate.check(caller, repo_id, action)
-        if access.decision:
-            return None
-        refusal = Refusal.from_deny(access.decision)
-        if (
-            refusal.code == "AuthRequired"
-            and access.repo is not None
-            and access.repo.facts.gated != "off"
-        ):
-            # The Hub answers an anonymous read of a gated repo with GatedRepo, which the
-            # client turns into GatedRepoError rather than RepositoryNotFoundError.
-            refusal.code = "GatedRepo"
-        return refusal
+        return hub_refusal(self.gate.check(caller, repo_id, action))
 
     def _require(self, caller: Caller | None, repo_id: RepoId, action: Action) -> None:
         refusal = self._refusal(caller, repo_id, action)
