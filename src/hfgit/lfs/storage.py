@@ -225,9 +225,10 @@ class LocalStorage(Storage):
 class S3Storage(Storage):
     """Objects in an S3-compatible bucket under ``<repo storage id>/<oid>``.
 
-    Upload URLs are presigned with the object's size and SHA-256 checksum, which S3
-    enforces. Verification compares the checksum S3 reports, and re-hashes the object
-    (streaming) when the store reports none, as some S3-compatible servers do.
+    Upload URLs are presigned for the key alone, so that clients which send no headers
+    (``huggingface_hub``) can use them. Verification compares the size and the SHA-256
+    checksum S3 reports, and re-hashes the object (streaming) when the store reports none,
+    as it does for uploads that sent no checksum; a wrong object is deleted.
     """
 
     def __init__(self, bucket: str, endpoint: str | None = None, client=None) -> None:
@@ -246,19 +247,14 @@ class S3Storage(Storage):
         return f"{repo_storage_id}/{oid[:2]}/{oid[2:4]}/{oid}"
 
     def upload_href(self, storage_id: str, oid: str, size: int, ttl: int) -> Href:
-        checksum = base64.b64encode(bytes.fromhex(oid)).decode()
+        # No header may be required: huggingface_hub sends the PUT with none at all (not
+        # even the batch answer's ``header``). The size and checksum are checked at verify.
         url = self.client.generate_presigned_url(
             "put_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": self.key(storage_id, oid),
-                "ContentLength": size,
-                "ChecksumSHA256": checksum,
-            },
+            Params={"Bucket": self.bucket, "Key": self.key(storage_id, oid)},
             ExpiresIn=ttl,
         )
-        headers = {"x-amz-checksum-sha256": checksum, "Content-Type": "application/octet-stream"}
-        return Href(url, headers)
+        return Href(url, {})
 
     def download_href(self, storage_id: str, oid: str, ttl: int) -> Href:
         url = self.client.generate_presigned_url(

@@ -99,8 +99,15 @@ class LfsService(Surface):
         return self._signer
 
     def refuse(self, refusal: Refusal, request: Request) -> Response:
-        """git-lfs's dialect: it prints ``message`` from a JSON body of its media type."""
+        """git-lfs's dialect: it prints ``message`` from a JSON body of its media type.
+
+        ``huggingface_hub`` reads only ``X-Error-Message`` (and ``X-Error-Code``, which
+        makes a hidden repository its ``RepositoryNotFoundError``), so both are sent too.
+        """
         response = _lfs_json({"message": refusal.message}, refusal.status)
+        response.headers["X-Error-Message"] = refusal.message
+        if refusal.code:
+            response.headers["X-Error-Code"] = refusal.code
         if refusal.challenge:
             response.headers["WWW-Authenticate"] = f'Basic realm="{responses.REALM}"'
         return response
