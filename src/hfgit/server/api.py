@@ -40,10 +40,19 @@ class ApiRequest(Request):
     max_content_length = MAX_BODY_BYTES
 
 
+def header_text(message: str) -> str:
+    """``message`` as a header value can carry it: one line, ASCII (others escaped).
+
+    WSGI servers refuse header values outside Latin-1, and werkzeug any line break.
+    """
+    flat = " ".join(message.split())
+    return flat.encode("ascii", "backslashreplace").decode("ascii")
+
+
 def error_response(status: int, message: str, code: str | None = None) -> Response:
     """An API error as the Hub sends it: JSON body plus ``X-Error-Code``/``X-Error-Message``."""
     response = Response(json.dumps({"error": message}), status=status, mimetype="application/json")
-    response.headers["X-Error-Message"] = message
+    response.headers["X-Error-Message"] = header_text(message)
     if code:
         response.headers["X-Error-Code"] = code
     return response

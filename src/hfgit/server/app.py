@@ -102,7 +102,7 @@ class HfGitApp:
             # The file API: the repository part must be canonical and unencoded; the
             # revision and file path after it are decoded segment by segment by its
             # handlers, so the table matches the raw path (``feat%2Fx`` is one segment).
-            if not is_canonical(raw[: tail - 1]):
+            if not is_canonical(raw[: tail - 1]) or "//" in raw[tail - 1 :]:
                 return responses.text(400, "Non-canonical path.")(environ, start_response)
             path = raw
         elif path != "/" and not (is_canonical(raw) and is_canonical(path)):

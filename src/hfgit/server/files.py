@@ -194,7 +194,7 @@ class FilesService(FileApiSurface):
         body = request.get_json(silent=True)
         files = body.get("files") if isinstance(body, dict) else None
         if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
-            raise _bad('Send JSON {"files": [{"path", "sample", "size"}, …]}.')
+            raise _bad('Send JSON {"files": [{"path", "sample", "size"}, ...]}.')
         if len(files) > MAX_OPERATIONS:
             raise _bad(f"Too many files in one preupload: at most {MAX_OPERATIONS}.")
         limit = self.settings.max_blob_bytes
@@ -429,7 +429,7 @@ def _parse_commit(raw: bytes) -> tuple[dict, list[Operation]]:
         except ValueError:
             raise _bad(f"Line {number} of the commit is not JSON.") from None
         if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
-            raise _bad(f'Line {number} of the commit must be {{"key": …, "value": {{…}}}}.')
+            raise _bad(f'Line {number} of the commit must be {{"key": ..., "value": {{...}}}}.')
         key, value = item.get("key"), item["value"]
         if key == "header":
             if header is not None or operations:

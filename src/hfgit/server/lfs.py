@@ -36,6 +36,7 @@ from ..lfs.locks import (
 from ..names import RepoId
 from ..policy import Action
 from . import responses
+from .api import header_text
 from .body import BodyError, open_body
 from .gate import Access, Gate
 from .refusal import Refusal
@@ -105,7 +106,7 @@ class LfsService(Surface):
         makes a hidden repository its ``RepositoryNotFoundError``), so both are sent too.
         """
         response = _lfs_json({"message": refusal.message}, refusal.status)
-        response.headers["X-Error-Message"] = refusal.message
+        response.headers["X-Error-Message"] = header_text(refusal.message)
         if refusal.code:
             response.headers["X-Error-Code"] = refusal.code
         if refusal.challenge:

@@ -98,7 +98,9 @@ def check_path(path: object) -> str:
         raise CommitRefused(422, "Each operation needs a path: a non-empty string.")
     shown = ascii(path)
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
-        raise CommitRefused(422, f"Invalid path {shown[:80]}…: longer than {MAX_PATH_BYTES} bytes.")
+        raise CommitRefused(
+            422, f"Invalid path {shown[:80]}...: longer than {MAX_PATH_BYTES} bytes."
+        )
     if any(ord(char) < 0x20 or char in "\\\x7f" for char in path):
         raise CommitRefused(
             422, f"Invalid path {shown}: no backslashes or control characters in paths."
