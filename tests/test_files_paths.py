@@ -159,7 +159,7 @@ def test_the_repository_part_must_stay_canonical(hub: Hub, setting: dict, path: 
 def test_encoded_revisions_and_paths_work(hub: Hub, setting: dict) -> None:
     repo, token = setting["repos"]["model"], setting["token"]
     for revision in ("main", "feat%2Fx", "refs%2Fheads%2Ffeat%2Fx", "v1", "refs%2Ftags%2Fv1"):
-        status, headers, body = raw_request(
+        status, _, body = raw_request(
             hub, "GET", f"/{repo.repo_id}/resolve/{revision}/config.json", token=token
         )
         assert status == 200 and body == b"{}", revision
