@@ -333,3 +333,68 @@ def test_xet_token_route_says_what_to_set(hub: Hub, owner: str) -> None:
         hub, "GET", f"/api/models/{repo.repo_id}/xet-write-token/main", token=stranger
     )
     assert status == 404 and headers["X-Error-Code"] == "RepoNotFound"
+
+
+def test_concurrent_commits_all_land_by_compare_and_swap(hub: Hub, owner: str) -> None:
+    """Commits without parent_commit that race are rebuilt on the new head, none lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    repo = new_repo(hub, owner)
+    api = _api(hub, hub.make_token(owner, "write"))
+    api.upload_file(path_or_fileobj=b"0", path_in_repo="base.txt", repo_id=repo.repo_id)
+
+    def upload(index: int) -> str:
+        return api.upload_file(
+            path_or_fileobj=f"{index}".encode(), path_in_repo=f"f{index}.txt", repo_id=repo.repo_id
+        ).oid
+
+    with ThreadPoolExecutor(8) as pool:
+        oids = list(pool.map(upload, range(8)))
+    files = set(api.list_repo_files(repo.repo_id))
+    assert files == {"base.txt"} | {f"f{i}.txt" for i in range(8)}
+    history = [c.commit_id for c in api.list_repo_commits(repo.repo_id)]
+    assert len(history) == 9 and set(oids) <= set(history)
+    events = [e for e in hub.accounts.audit_events(200) if e.event == "api.commit"]
+    assert {e.detail["new"] for e in events} >= set(oids)
+
+
+def test_refused_uploads_by_permission_change_nothing(hub: Hub, owner: str, tmp_path: Path):
+    repo = new_repo(hub, owner, private=False)
+    api = _api(hub, hub.make_token(owner, "write"))
+    base = api.upload_file(path_or_fileobj=b"1", path_in_repo="a.txt", repo_id=repo.repo_id).oid
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(11 * MiB))
+    reader = _api(hub, hub.make_token(owner, "read"))
+    with pytest.raises(HfHubHTTPError) as caught:
+        reader.upload_file(path_or_fileobj=big, path_in_repo="big.bin", repo_id=repo.repo_id)
+    assert caught.value.response.status_code == 403
+    assert "read role" in str(caught.value)
+    stranger = _api(hub, hub.make_token(hub.make_user(), "write"))
+    with pytest.raises(HfHubHTTPError) as caught:
+        stranger.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=repo.repo_id)
+    assert caught.value.response.status_code == 403
+    hidden = new_repo(hub, owner, private=True)
+    with pytest.raises(RepositoryNotFoundError):
+        stranger.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=hidden.repo_id)
+    assert api.model_info(repo.repo_id).sha == base
+    # The LFS batch API's refusals carry X-Error-Message, the text huggingface_hub shows.
+    oid = hashlib.sha256(b"x").hexdigest()
+    body = json.dumps({"operation": "upload", "objects": [{"oid": oid, "size": 1}]}).encode()
+    status, headers, _ = raw_request(
+        hub,
+        "POST",
+        f"/{repo.repo_id}.git/info/lfs/objects/batch",
+        token=hub.make_token(owner, "read"),
+        body=body,
+        headers={"Content-Type": "application/vnd.git-lfs+json"},
+    )
+    assert status == 403 and "read role" in headers["X-Error-Message"]
+    status, headers, _ = raw_request(
+        hub,
+        "POST",
+        f"/{hidden.repo_id}.git/info/lfs/objects/batch",
+        token=hub.make_token(hub.make_user(), "write"),
+        body=body,
+        headers={"Content-Type": "application/vnd.git-lfs+json"},
+    )
+    assert status == 404 and headers["X-Error-Code"] == "RepoNotFound"
