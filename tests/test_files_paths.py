@@ -202,6 +202,22 @@ def test_encoded_revisions_and_paths_work(hub: Hub, setting: dict) -> None:
         ("POST", "{api}/tag/main", b'{"tag": "bad..tag"}', "application/json"),
         ("POST", "{api}/tag/main", b'{"tag": "v1"}', "application/json"),
         ("POST", "{api}/tag/nope", b'{"tag": "v9"}', "application/json"),
+        # Lone surrogates in JSON bodies (no UTF-8 spelling) are refused, not a 500.
+        ("POST", "{api}/tag/main", b'{"tag": "t\\ud800"}', "application/json"),
+        ("POST", "{api}/branch/s1", b'{"startingPoint": "\\ud800"}', "application/json"),
+        (
+            "POST",
+            "{api}/preupload/main",
+            b'{"files": [{"path": "\\ud800", "size": 1}]}',
+            "application/json",
+        ),
+        (
+            "POST",
+            "{api}/commit/main",
+            b'{"key": "header", "value": {"summary": "x"}}\n'
+            b'{"key": "deletedFile", "value": {"path": "\\ud800"}}\n',
+            None,
+        ),
         ("DELETE", "{api}/branch/main", None, None),
         ("DELETE", "{api}/branch/nope", None, None),
         ("DELETE", "{api}/tag/nope", None, None),

@@ -347,7 +347,7 @@ class FilesService(FileApiSurface):
                 tag.tagger = f"{user} <{user}@users.noreply.hfgit>".encode()
                 tag.tag_time = commit.commit_time
                 tag.tag_timezone = 0
-                tag.message = message.encode() + b"\n"
+                tag.message = message.encode("utf-8", "replace") + b"\n"
                 target = tag.id
             self._move(reader, ref, None, target, tag)
         self._audit("api.tag.create", access, {"ref": ref, "new": target.decode()})

@@ -332,7 +332,7 @@ def _build(
     commit.author_time = commit.commit_time = now
     commit.author_timezone = commit.commit_timezone = 0
     commit.encoding = b"UTF-8"
-    commit.message = request.message.encode("utf-8", "surrogateescape")
+    commit.message = request.message.encode("utf-8", "replace")
     build.new[commit.id] = commit
     _check(repo, commit, build.new, limits)
     return commit, build.new

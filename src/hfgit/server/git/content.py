@@ -87,7 +87,10 @@ def valid_revision_name(name: str) -> bool:
     if not name or "\x00" in name or name.startswith("-"):
         return False
     full = name if name.startswith("refs/") else f"refs/heads/{name}"
-    return check_ref_format(full.encode())
+    try:
+        return check_ref_format(full.encode())
+    except UnicodeEncodeError:  # a lone surrogate from a JSON body
+        return False
 
 
 class RepoReader:
