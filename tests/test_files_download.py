@@ -4,6 +4,7 @@ repository info, trees, refs and commits, against ``hfgit serve``."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 from pathlib import Path
 
@@ -18,7 +19,10 @@ from huggingface_hub.errors import (
 )
 
 from filesupport import new_repo, raw_request, seed
-from hubtest import Git, Hub
+from hfgit.accounts import Accounts
+from hfgit.config import Settings
+from hfgit.names import RepoId
+from hubtest import Git, Hub, start_server, stop_server
 from lfs_support import enable_lfs
 
 WEIGHTS = os.urandom(3 * 1024 * 1024 + 5)
@@ -228,3 +232,76 @@ def test_empty_repository_answers_revision_not_found(hub: Hub, owner: str, hf_ho
         list(api.list_repo_tree(repo.repo_id))
     refs = api.list_repo_refs(repo.repo_id)
     assert refs.branches == [] and refs.tags == []
+
+
+def _workers(master: int) -> list[int]:
+    """The pids of gunicorn's workers under ``master``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if f"\nPPid:\t{master}\n" in status:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(field)
+
+
+def test_large_lfs_downloads_keep_server_memory_flat(
+    tmp_path_factory: pytest.TempPathFactory, hf_home: Path, tmp_path: Path
+) -> None:
+    data_dir = tmp_path_factory.mktemp("flat") / "data"
+    accounts = Accounts.open(Settings.load(data_dir))
+    process, url = start_server(data_dir, workers=1)
+    try:
+        accounts.create_user("big")
+        repo = "big/weights"
+        accounts.create_repo(RepoId.parse(repo), private=True)
+        token, _ = accounts.create_token("big", "t", "write")
+        size = 96 * 1024 * 1024
+        source = tmp_path / "weights.bin"
+        digest = hashlib.sha256()
+        with source.open("wb") as out:
+            for _ in range(size // (4 * 1024 * 1024)):
+                chunk = os.urandom(4 * 1024 * 1024)
+                digest.update(chunk)
+                out.write(chunk)
+        HfApi(endpoint=url, token=token).upload_file(
+            path_or_fileobj=source, path_in_repo="weights.bin", repo_id=repo
+        )
+        (worker,) = _workers(process.pid)
+        Path(f"/proc/{worker}/clear_refs").write_text("5")  # resets the peak (VmHWM)
+        before = _kib(worker, "VmRSS")
+        path = hf_hub_download(repo, "weights.bin", endpoint=url, token=token)
+        check = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(4 * 1024 * 1024):
+                check.update(chunk)
+        assert check.hexdigest() == digest.hexdigest()
+        connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=60)
+        connection.request(
+            "GET",
+            f"/{repo}/resolve/main/weights.bin",
+            headers={"Authorization": f"Bearer {token}", "Range": f"bytes=1-{size - 2}"},
+        )
+        answer = connection.getresponse()
+        assert answer.status == 206
+        received = 0
+        while chunk := answer.read(1024 * 1024):
+            received += len(chunk)
+        connection.close()
+        assert received == size - 2
+        grown = _kib(worker, "VmHWM") - before
+        print(f"worker peak grew by {grown} KiB serving {size >> 20} MiB twice")
+        assert grown < 32 * 1024, f"the worker's peak memory grew by {grown} KiB"
+    finally:
+        stop_server(process)
+        accounts.store.dispose()
