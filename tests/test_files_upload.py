@@ -278,7 +278,9 @@ def test_server_side_checks_refuse_and_change_nothing(hub: Hub, owner: str) -> N
     assert got == 400
 
 
-def test_preupload_modes_and_validate_yaml(hub: Hub, owner: str) -> None:
+def test_preupload_modes_gitignore_and_validate_yaml(
+    hub: Hub, owner: str, tmp_path: Path, hf_home: Path
+) -> None:
     repo = new_repo(hub, owner)
     token = hub.make_token(owner, "write")
     api = _api(hub, token)
@@ -310,6 +312,28 @@ def test_preupload_modes_and_validate_yaml(hub: Hub, owner: str) -> None:
     assert modes["huge.bin"]["uploadMode"] == "lfs"
     assert modes[".gitattributes"]["oid"]  # unchanged files are recognised by the client
     assert all(f["shouldIgnore"] is False for f in modes.values())
+
+    # .gitignore: the one being uploaded, else the branch's, says what the client skips.
+    body["gitIgnore"] = "*.txt\n!keep.txt\n"
+    body["files"].append({"path": "keep.txt", "sample": "", "size": 1})
+    status, _, raw = raw_request(
+        hub,
+        "POST",
+        f"/api/models/{repo.repo_id}/preupload/main",
+        token=token,
+        body=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    skipped = {f["path"] for f in json.loads(raw)["files"] if f["shouldIgnore"]}
+    assert status == 200 and skipped == {"small.txt"}
+    folder = tmp_path / "up"
+    folder.mkdir()
+    (folder / ".gitignore").write_text("*.log\n")
+    (folder / "run.log").write_text("noise\n")
+    (folder / "model.txt").write_text("weights\n")
+    api.upload_folder(folder_path=folder, repo_id=repo.repo_id)
+    files = set(api.list_repo_files(repo.repo_id))
+    assert {".gitignore", "model.txt"} <= files and "run.log" not in files
     status, _, raw = raw_request(
         hub,
         "POST",

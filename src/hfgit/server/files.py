@@ -42,7 +42,7 @@ from .git.apicommit import (
     check_path,
     make_commit,
 )
-from .git.content import RepoReader, lfs_tracked, valid_revision_name
+from .git.content import RepoReader, ignored, lfs_tracked, valid_revision_name
 from .git.refs import update_refs
 from .refusal import Refusal
 
@@ -199,9 +199,17 @@ class FilesService(FileApiSurface):
             raise _bad(f"Too many files in one preupload: at most {MAX_OPERATIONS}.")
         limit = self.settings.max_blob_bytes
         answers = []
+        gitignore = body.get("gitIgnore")
+        if gitignore is not None and not isinstance(gitignore, str):
+            raise _bad("gitIgnore must be the text of a .gitignore file.")
         with self.reader(access.repo) as reader:
             commit = self._head(reader, branch)
             attributes = reader.attributes(commit)
+            # The .gitignore being uploaded wins over the branch's, as on the Hub.
+            if gitignore is None:
+                ignore = reader.attributes(commit, ".gitignore")
+            else:
+                ignore = gitignore.encode("utf-8", "replace")
             for item in files:
                 path, size = item.get("path"), item.get("size")
                 if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -214,7 +222,7 @@ class FilesService(FileApiSurface):
                 answer = {
                     "path": path,
                     "uploadMode": "lfs" if lfs else "regular",
-                    "shouldIgnore": False,
+                    "shouldIgnore": ignored(ignore, path),
                 }
                 entry = reader.entry(commit, path) if commit is not None else None
                 if entry is not None and not entry.is_dir:

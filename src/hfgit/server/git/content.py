@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from dulwich.attrs import compile_gitattributes_patterns, match_path, parse_git_attributes
+from dulwich.ignore import IgnoreFilter, read_ignore_patterns
 from dulwich.objects import Blob, Commit, Tag, Tree
 from dulwich.refs import check_ref_format
 from dulwich.repo import Repo
@@ -80,6 +81,14 @@ def lfs_tracked(attributes: bytes, path: str) -> bool:
     """Whether a root ``.gitattributes`` gives ``path`` the ``filter=lfs`` attribute."""
     patterns = compile_gitattributes_patterns(parse_git_attributes(io.BytesIO(attributes)))
     return match_path(patterns, path.encode()).get(b"filter") == b"lfs"
+
+
+def ignored(gitignore: bytes, path: str) -> bool:
+    """Whether a root ``.gitignore`` with this content ignores ``path``."""
+    if not gitignore:
+        return False
+    patterns = IgnoreFilter(read_ignore_patterns(io.BytesIO(gitignore)))
+    return bool(patterns.is_ignored(path))
 
 
 def valid_revision_name(name: str) -> bool:
@@ -204,11 +213,11 @@ class RepoReader:
         pointer = parse_pointer(raw) if stat.S_ISREG(entry.mode) else None
         return FileInfo(len(raw), pointer)
 
-    def attributes(self, commit: Commit | None) -> bytes:
-        """The root ``.gitattributes`` of ``commit`` (empty when there is none)."""
+    def attributes(self, commit: Commit | None, name: str = ".gitattributes") -> bytes:
+        """The root ``.gitattributes`` (or ``name``) of ``commit``, empty when there is none."""
         if commit is None:
             return b""
-        entry = self.entry(commit, ".gitattributes")
+        entry = self.entry(commit, name)
         if entry is None or not stat.S_ISREG(entry.mode):
             return b""
         return self.blob(entry.sha)
