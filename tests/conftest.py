@@ -17,6 +17,21 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+# huggingface_hub reads its settings once, when it is first imported: set them before any
+# test module imports it. No telemetry or update checks leave the machine, uploads use
+# plain Git LFS (hfgit serves no Xet), and HF_HOME is per test (the ``hf_home`` fixture).
+os.environ.update(
+    {
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_ETAG_TIMEOUT": "30",
+        "HF_HUB_DOWNLOAD_TIMEOUT": "30",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HOME": tempfile.mkdtemp(prefix="hfgit-hf-home-"),
+    }
+)
+
 from hfgit.accounts import Accounts
 from hubtest import (
     Git,
@@ -24,6 +39,7 @@ from hubtest import (
     MakeHub,
     Postgres,
     free_port,
+    install_lfs,
     open_accounts,
     postgres_bin_dir,
     require_tool,
@@ -91,11 +107,8 @@ def git(tmp_path: Path) -> Git:
 
 @pytest.fixture
 def lfs_git(git: Git) -> Git:
-    """``git`` with git-lfs's filters installed in its HOME; skips without git-lfs
-    (fails under CI, like every missing tool)."""
-    require_tool("git-lfs", "git-lfs")
-    git.run("lfs", "install", "--skip-repo")
-    return git
+    """``git`` with git-lfs's filters installed in its HOME (:func:`install_lfs`)."""
+    return install_lfs(git)
 
 
 @pytest.fixture(scope="session")
@@ -133,3 +146,18 @@ def fresh_postgres_url(postgres: Postgres) -> str:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return postgres.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty HF_HOME for this test, for huggingface_hub in this process and in children."""
+    from huggingface_hub import constants
+
+    home = tmp_path / "hf-home"
+    home.mkdir()
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    return home

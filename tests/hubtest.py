@@ -423,6 +423,14 @@ class Git:
         return self.run("rev-parse", "HEAD", cwd=path).stdout.strip()
 
 
+def install_lfs(git: Git) -> Git:
+    """``git`` with git-lfs's filters installed in its HOME; skips without git-lfs
+    (fails under CI, like every missing tool)."""
+    require_tool("git-lfs", "git-lfs")
+    git.run("lfs", "install", "--skip-repo")
+    return git
+
+
 class Postgres:
     """A throwaway PostgreSQL cluster on 127.0.0.1, stoppable to simulate an outage."""
 

@@ -106,6 +106,11 @@ def cmd_login(args: argparse.Namespace) -> int:
     say(f"Logged in to {endpoint}{who} (token {record['name']!r}{role}); now the active token.")
     if gitsetup.HELPER not in gitsetup.helpers():
         say("git does not use the helper yet: run `hfgit setup-git`.")
+    say(
+        f"For huggingface_hub, hf and transformers: export HF_ENDPOINT={endpoint} and "
+        "HF_HUB_DISABLE_XET=1 (hfgit serves Git LFS, not Xet: uploads of large files "
+        "fail without it)."
+    )
     return 0
 
 

@@ -27,6 +27,9 @@ def test_login_records_account_and_answers_git(cred, hub):
     token = hub.make_token(user, "write", name="laptop")
     result = login(cred, hub, token)
     assert f"as {user}".encode() in result.stderr and b"'laptop'" in result.stderr
+    # huggingface_hub uploads through Xet unless told not to; hfgit serves Git LFS only.
+    assert f"HF_ENDPOINT={hub.url}".encode() in result.stderr
+    assert b"HF_HUB_DISABLE_XET=1" in result.stderr
     absent(token, result.stdout + result.stderr)
     out = fill(cred, hub)
     same_secret(out["password"], token)

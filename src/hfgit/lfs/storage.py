@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import logging
 import os
 import re
@@ -83,8 +84,11 @@ class Storage(ABC):
         """A URL the client uploads the object to, or None to go through hfgit."""
 
     @abstractmethod
-    def open(self, storage_id: str, oid: str, size: int) -> BinaryIO:
-        """The object's bytes to stream; raises :class:`ObjectMissing` when not here whole."""
+    def open(self, storage_id: str, oid: str, size: int, *, start: int = 0) -> BinaryIO:
+        """The object's bytes from ``start`` on, to stream; the caller reads what it needs.
+
+        Raises :class:`ObjectMissing` when the object is not here whole.
+        """
 
     @abstractmethod
     def receive(self, storage_id: str, oid: str, size: int, read: Callable[[int], bytes]) -> None:
@@ -126,7 +130,7 @@ class LocalStorage(Storage):
     def upload_href(self, storage_id: str, oid: str, size: int, ttl: int) -> None:
         return None
 
-    def open(self, storage_id: str, oid: str, size: int) -> BinaryIO:
+    def open(self, storage_id: str, oid: str, size: int, *, start: int = 0) -> BinaryIO:
         try:
             handle = self.path(oid).open("rb")
         except FileNotFoundError:
@@ -136,6 +140,8 @@ class LocalStorage(Storage):
             handle.close()
             log.error("LFS object %s in storage has the wrong size", oid)
             raise ObjectMissing(oid)
+        # A real file: the WSGI server may send it with sendfile from this offset.
+        handle.seek(start)
         return handle
 
     def confirm_upload(self, storage_id: str, oid: str, size: int) -> None:
@@ -219,9 +225,10 @@ class LocalStorage(Storage):
 class S3Storage(Storage):
     """Objects in an S3-compatible bucket under ``<repo storage id>/<oid>``.
 
-    Upload URLs are presigned with the object's size and SHA-256 checksum, which S3
-    enforces. Verification compares the checksum S3 reports, and re-hashes the object
-    (streaming) when the store reports none, as some S3-compatible servers do.
+    Upload URLs are presigned for the key alone, so that clients which send no headers
+    (``huggingface_hub``) can use them. Verification compares the size and the SHA-256
+    checksum S3 reports, and re-hashes the object (streaming) when the store reports none,
+    as it does for uploads that sent no checksum; a wrong object is deleted.
     """
 
     def __init__(self, bucket: str, endpoint: str | None = None, client=None) -> None:
@@ -240,19 +247,14 @@ class S3Storage(Storage):
         return f"{repo_storage_id}/{oid[:2]}/{oid[2:4]}/{oid}"
 
     def upload_href(self, storage_id: str, oid: str, size: int, ttl: int) -> Href:
-        checksum = base64.b64encode(bytes.fromhex(oid)).decode()
+        # No header may be required: huggingface_hub sends the PUT with none at all (not
+        # even the batch answer's ``header``). The size and checksum are checked at verify.
         url = self.client.generate_presigned_url(
             "put_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": self.key(storage_id, oid),
-                "ContentLength": size,
-                "ChecksumSHA256": checksum,
-            },
+            Params={"Bucket": self.bucket, "Key": self.key(storage_id, oid)},
             ExpiresIn=ttl,
         )
-        headers = {"x-amz-checksum-sha256": checksum, "Content-Type": "application/octet-stream"}
-        return Href(url, headers)
+        return Href(url, {})
 
     def download_href(self, storage_id: str, oid: str, ttl: int) -> Href:
         url = self.client.generate_presigned_url(
@@ -262,9 +264,26 @@ class S3Storage(Storage):
         )
         return Href(url, {})
 
-    def open(self, storage_id: str, oid: str, size: int) -> BinaryIO:
-        # Clients download from the bucket itself: hfgit never streams S3 objects.
-        raise ObjectMissing(oid)
+    def open(self, storage_id: str, oid: str, size: int, *, start: int = 0) -> BinaryIO:
+        """Stream the object from the bucket (git-lfs downloads from it directly; the Hub's
+        ``/resolve`` serves the bytes through hfgit), from ``start`` on, in chunks."""
+        from botocore.exceptions import ClientError
+
+        params = {"Bucket": self.bucket, "Key": self.key(storage_id, oid)}
+        if start:
+            params["Range"] = f"bytes={start}-"
+        try:
+            answer = self.client.get_object(**params)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                log.error("LFS object %s missing from the bucket", oid)
+                raise ObjectMissing(oid) from None
+            raise
+        if answer.get("ContentLength") != size - start:
+            answer["Body"].close()
+            log.error("LFS object %s in the bucket has the wrong size", oid)
+            raise ObjectMissing(oid)
+        return _S3Stream(answer["Body"])
 
     def receive(self, storage_id: str, oid: str, size: int, read: Callable[[int], bytes]) -> None:
         raise ObjectMissing("Uploads go to the object store for this server.")
@@ -318,6 +337,23 @@ class S3Storage(Storage):
         for chunk in body.iter_chunks(CHUNK):
             digest.update(chunk)
         return digest.hexdigest()
+
+
+class _S3Stream(io.RawIOBase):
+    """An S3 object's body as a readable stream, for ``wsgi.file_wrapper``."""
+
+    def __init__(self, body) -> None:
+        self.body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self.body.read(None if size < 0 else size)
+
+    def close(self) -> None:
+        self.body.close()
+        super().close()
 
 
 def open_storage(settings: Settings) -> Storage:

@@ -16,7 +16,7 @@ from werkzeug.wrappers import Request, Response
 from ..accounts import AccessRequest, Accounts, Actor, Caller, Conflict
 from ..names import RepoId
 from ..policy import Action, decide_create
-from .gate import Gate
+from .gate import Access, Gate
 from .refusal import Refusal
 from .surface import Surface
 
@@ -40,13 +40,38 @@ class ApiRequest(Request):
     max_content_length = MAX_BODY_BYTES
 
 
+def header_text(message: str) -> str:
+    """``message`` as a header value can carry it: one line, ASCII (others escaped).
+
+    WSGI servers refuse header values outside Latin-1, and werkzeug any line break.
+    """
+    flat = " ".join(message.split())
+    return flat.encode("ascii", "backslashreplace").decode("ascii")
+
+
 def error_response(status: int, message: str, code: str | None = None) -> Response:
     """An API error as the Hub sends it: JSON body plus ``X-Error-Code``/``X-Error-Message``."""
     response = Response(json.dumps({"error": message}), status=status, mimetype="application/json")
-    response.headers["X-Error-Message"] = message
+    response.headers["X-Error-Message"] = header_text(message)
     if code:
         response.headers["X-Error-Code"] = code
     return response
+
+
+def hub_refusal(access: Access) -> Refusal | None:
+    """The policy's refusal as the Hub words it, or None when the access is allowed."""
+    if access.decision:
+        return None
+    refusal = Refusal.from_deny(access.decision)
+    if (
+        refusal.code == "AuthRequired"
+        and access.repo is not None
+        and access.repo.facts.gated != "off"
+    ):
+        # The Hub answers an anonymous read of a gated repo with GatedRepo, which the
+        # client turns into GatedRepoError rather than RepositoryNotFoundError.
+        refusal.code = "GatedRepo"
+    return refusal
 
 
 def _bad_request(message: str) -> Refusal:
@@ -162,19 +187,7 @@ class ApiService(Surface):
 
     def _refusal(self, caller: Caller | None, repo_id: RepoId, action: Action) -> Refusal | None:
         """The policy's refusal for ``action`` as the Hub words it, or None when allowed."""
-        access = self.gate.check(caller, repo_id, action)
-        if access.decision:
-            return None
-        refusal = Refusal.from_deny(access.decision)
-        if (
-            refusal.code == "AuthRequired"
-            and access.repo is not None
-            and access.repo.facts.gated != "off"
-        ):
-            # The Hub answers an anonymous read of a gated repo with GatedRepo, which the
-            # client turns into GatedRepoError rather than RepositoryNotFoundError.
-            refusal.code = "GatedRepo"
-        return refusal
+        return hub_refusal(self.gate.check(caller, repo_id, action))
 
     def _require(self, caller: Caller | None, repo_id: RepoId, action: Action) -> None:
         refusal = self._refusal(caller, repo_id, action)

@@ -18,14 +18,16 @@ from ..accounts import Accounts
 from ..config import Settings
 from ..names import is_canonical
 from ..store import DatabaseUnavailable
-from . import responses
+from . import rawpath, responses
 from .api import ApiService
 from .body import check_transfer_coding
+from .files import FilesService
 from .gate import Gate
 from .git.service import NOT_SERVED, GitService
 from .lfs import LfsService
 from .pages import PagesService
 from .refusal import DOMAIN_ERRORS, Refusal, refusal_for
+from .repoinfo import RepoInfoService
 from .routes import URL_MAP, surface_of
 from .surface import Surface
 
@@ -66,12 +68,16 @@ class HfGitApp:
         self.git = GitService(settings, accounts, self.gate)
         self.lfs = LfsService(settings, accounts, self.gate)
         self.api = ApiService(accounts, self.gate)
+        self.files = FilesService(settings, accounts, self.gate, self.lfs)
+        self.repoinfo = RepoInfoService(settings, accounts, self.gate, self.lfs)
         self.pages = PagesService(settings, accounts)
         self.site = SiteService(accounts)
         self.surfaces: dict[str, Surface] = {
             "git": self.git,
             "lfs": self.lfs,
             "api": self.api,
+            "files": self.files,
+            "repoinfo": self.repoinfo,
             "pages": self.pages,
             "site": self.site,
         }
@@ -91,19 +97,31 @@ class HfGitApp:
 
     def _dispatch(self, environ: dict, start_response) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
-        raw = (environ.get("RAW_URI") or environ.get("REQUEST_URI") or path).split("?", 1)[0]
-        if path != "/" and not (is_canonical(raw) and is_canonical(path)):
+        raw = rawpath.raw_path(environ)
+        tail = rawpath.tail_start(raw)
+        if tail is not None:
+            # The file API: the repository part must be canonical and unencoded; the
+            # revision and file path after it are decoded segment by segment by its
+            # handlers, so the table matches the raw path (``feat%2Fx`` is one segment).
+            if not is_canonical(raw[: tail - 1]) or "//" in raw[tail - 1 :]:
+                return responses.text(400, "Non-canonical path.")(environ, start_response)
+            path = raw
+        elif path != "/" and not (is_canonical(raw) and is_canonical(path)):
             return responses.text(400, "Non-canonical path.")(environ, start_response)
         urls = URL_MAP.bind_to_environ(environ)
         try:
-            endpoint, args = urls.match()
+            endpoint, args = urls.match(path_info=path)
         except NotFound:
             surface = surface_of(path)
             refusal = Refusal(404, NOT_FOUND.get(surface, "Not found."))
             return self._refuse(surface, refusal, environ, start_response)
         except MethodNotAllowed as error:
             allowed = sorted(error.valid_methods or ())
-            surface = urls.match(method=allowed[0])[0].partition(".")[0] if allowed else "site"
+            surface = (
+                urls.match(path_info=path, method=allowed[0])[0].partition(".")[0]
+                if allowed
+                else "site"
+            )
             refusal = Refusal(405, f"Use {' or '.join(allowed)} for this URL.")
             return self._refuse(surface, refusal, environ, start_response)
         surface_name, _, handler_name = endpoint.partition(".")

@@ -36,6 +36,7 @@ from ..lfs.locks import (
 from ..names import RepoId
 from ..policy import Action
 from . import responses
+from .api import header_text
 from .body import BodyError, open_body
 from .gate import Access, Gate
 from .refusal import Refusal
@@ -99,8 +100,15 @@ class LfsService(Surface):
         return self._signer
 
     def refuse(self, refusal: Refusal, request: Request) -> Response:
-        """git-lfs's dialect: it prints ``message`` from a JSON body of its media type."""
+        """git-lfs's dialect: it prints ``message`` from a JSON body of its media type.
+
+        ``huggingface_hub`` reads only ``X-Error-Message`` (and ``X-Error-Code``, which
+        makes a hidden repository its ``RepositoryNotFoundError``), so both are sent too.
+        """
         response = _lfs_json({"message": refusal.message}, refusal.status)
+        response.headers["X-Error-Message"] = header_text(refusal.message)
+        if refusal.code:
+            response.headers["X-Error-Code"] = refusal.code
         if refusal.challenge:
             response.headers["WWW-Authenticate"] = f'Basic realm="{responses.REALM}"'
         return response

@@ -1,9 +1,11 @@
 """Every URL the server answers, in one table.
 
 An endpoint is ``surface.handler``: the surface (``site``, ``pages``, ``api``, ``git``,
-``lfs``) renders that handler's answers and refusals, and ``handler`` is the method of
-that surface's service that answers. Paths are checked for canonical form before they
-are matched here (:func:`hfgit.names.is_canonical`), so a converter sees plain segments.
+``lfs``, and the Hub's file API: ``files``, ``repoinfo``) renders that handler's answers
+and refusals, and ``handler`` is the method of that surface's service that answers.
+Paths are checked for canonical form before they are matched here
+(:func:`hfgit.names.is_canonical`), so a converter sees plain segments;
+only the file API's revision and path, after its keyword, reach it still percent-encoded.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class LfsOidConverter(BaseConverter):
 _LFS = "/<repo:repo>/info/lfs"
 _API_REPO = "/api/<api_repo:repo>"
 _ACCESS_REQUESTS = _API_REPO + "/user-access-request"
+_RESOLVE = "/<repo:repo>/resolve/<rev>/<path:path>"
 
 URL_MAP = Map(
     [
@@ -89,6 +92,28 @@ URL_MAP = Map(
         ),
         Rule(_ACCESS_REQUESTS + "/handle", endpoint="api.handle_request", methods=["POST"]),
         Rule(_ACCESS_REQUESTS + "/grant", endpoint="api.grant_access", methods=["POST"]),
+        # The Hub's file API: revisions and paths after the keyword are matched raw and
+        # decoded segment by segment by the handlers (:mod:`.rawpath`)
+        Rule(_RESOLVE, endpoint="files.resolve", methods=["GET"]),  # and HEAD
+        Rule(_API_REPO, endpoint="repoinfo.info", methods=["GET"]),
+        Rule(_API_REPO + "/revision/<rev>", endpoint="repoinfo.info", methods=["GET"]),
+        Rule(_API_REPO + "/tree/<rev>", endpoint="repoinfo.tree", methods=["GET"]),
+        Rule(_API_REPO + "/tree/<rev>/<path:path>", endpoint="repoinfo.tree", methods=["GET"]),
+        Rule(_API_REPO + "/paths-info/<rev>", endpoint="repoinfo.paths_info", methods=["POST"]),
+        Rule(_API_REPO + "/refs", endpoint="repoinfo.refs", methods=["GET"]),
+        Rule(_API_REPO + "/commits/<rev>", endpoint="repoinfo.commits", methods=["GET"]),
+        Rule(_API_REPO + "/preupload/<rev>", endpoint="files.preupload", methods=["POST"]),
+        Rule(_API_REPO + "/commit/<rev>", endpoint="files.commit", methods=["POST"]),
+        Rule(_API_REPO + "/branch/<rev>", endpoint="files.create_branch", methods=["POST"]),
+        Rule(_API_REPO + "/branch/<rev>", endpoint="files.delete_branch", methods=["DELETE"]),
+        Rule(_API_REPO + "/tag/<rev>", endpoint="files.create_tag", methods=["POST"]),
+        Rule(_API_REPO + "/tag/<rev>", endpoint="files.delete_tag", methods=["DELETE"]),
+        Rule(
+            _API_REPO + "/xet-write-token/<rev>", endpoint="files.xet_write_token", methods=["GET"]
+        ),
+        Rule(_API_REPO + "/xet-read-token/<rev>", endpoint="files.xet_read_token", methods=["GET"]),
+        Rule("/api/validate-yaml", endpoint="files.validate_yaml", methods=["POST"]),
+        Rule("/api/agent-harnesses", endpoint="files.agent_harnesses", methods=["GET"]),
         # Git smart HTTP (only these: dulwich's dumb-protocol paths are not served)
         Rule("/<repo:repo>/info/refs", endpoint="git.info_refs", methods=["GET"]),
         Rule("/<repo:repo>/git-upload-pack", endpoint="git.upload_pack", methods=["POST"]),
@@ -124,5 +149,8 @@ def surface_of(path: str) -> str:
         return "pages"
     prefix = _REPO_PREFIX.match(path)
     if prefix is not None:
-        return "lfs" if path[prefix.end() :].startswith("info/lfs/") else "git"
+        rest = path[prefix.end() :]
+        if rest.startswith("resolve/"):
+            return "files"
+        return "lfs" if rest.startswith("info/lfs/") else "git"
     return "site"
