@@ -17,6 +17,7 @@ import pytest
 from hfgit.accounts import Accounts
 from hfgit.config import Settings
 from hubtest import (
+    ENGINES,
     Git,
     Hub,
     Postgres,
@@ -28,18 +29,46 @@ from hubtest import (
 )
 
 
-@pytest.fixture(scope="session")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    """One ``hfgit serve`` (gunicorn, 2 workers) for the whole session."""
-    data_dir = tmp_path_factory.mktemp("hub") / "data"
+def _session_hub(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Iterator[Hub]:
+    data_dir = tmp_path_factory.mktemp(f"hub-{engine}") / "data"
     settings = Settings.load(data_dir)
     accounts = Accounts.open(settings)
-    process, url = start_server(data_dir)
+    process, url = start_server(data_dir, extra_args=["--engine", engine])
     try:
-        yield Hub(url=url, data_dir=data_dir, accounts=accounts, process=process)
+        yield Hub(url=url, data_dir=data_dir, accounts=accounts, process=process, engine=engine)
     finally:
         stop_server(process)
         accounts.store.dispose()
+
+
+@pytest.fixture(scope="session")
+def git_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """One ``hfgit serve`` (gunicorn, 2 workers, the git engine) for the whole session."""
+    yield from _session_hub(tmp_path_factory, "git")
+
+
+@pytest.fixture(scope="session")
+def hub(git_hub: Hub) -> Hub:
+    """The server most tests use; fetch tests override it with ``engine_hub``."""
+    return git_hub
+
+
+@pytest.fixture(scope="session")
+def dulwich_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """The same server with the dulwich engine, for the tests that run on both."""
+    yield from _session_hub(tmp_path_factory, "dulwich")
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine_hub(request: pytest.FixtureRequest) -> Hub:
+    """Each engine's session server in turn."""
+    return request.getfixturevalue(f"{request.param}_hub")
+
+
+@pytest.fixture(params=["v2", "v0"])
+def protocol(request: pytest.FixtureRequest) -> str:
+    """The protocol version the client asks for (the dulwich engine answers v0 to both)."""
+    return request.param
 
 
 @pytest.fixture

@@ -11,18 +11,26 @@ import pytest
 from _wire import FLUSH, PushTarget, post
 from hfgit.accounts import Accounts
 from hfgit.config import Settings
-from hubtest import Git, Hub, start_server, stop_server
+from hubtest import ENGINES, Git, Hub, start_server, stop_server
 
 
-@pytest.fixture(scope="module")
-def impatient_hub(tmp_path_factory):
-    """One worker and a 2-second body read timeout."""
+@pytest.fixture(scope="module", params=ENGINES)
+def impatient_hub(request, tmp_path_factory):
+    """One worker and a 2-second body read timeout, on each engine."""
     data_dir = tmp_path_factory.mktemp("slow") / "data"
     env = {"HFGIT_BODY_READ_TIMEOUT": "2"}
     accounts = Accounts.open(Settings.load(data_dir))
-    process, url = start_server(data_dir, workers=1, env=env)
+    engine = ["--engine", request.param]
+    process, url = start_server(data_dir, workers=1, env=env, extra_args=engine)
     try:
-        yield Hub(url=url, data_dir=data_dir, accounts=accounts, process=process, env=env)
+        yield Hub(
+            url=url,
+            data_dir=data_dir,
+            accounts=accounts,
+            process=process,
+            env=env,
+            engine=request.param,
+        )
     finally:
         stop_server(process)
         accounts.store.dispose()

@@ -83,6 +83,20 @@ def _hfgit_command() -> str:
     return shlex.quote(str(installed)) if installed.exists() else "hfgit"
 
 
+def _engine_line(settings: Settings) -> str:
+    """Which engine answers fetches, and why: ``auto`` depends on the machine."""
+    from .server.git.engines import resolve
+    from .server.git.gitproc import GitBinary
+
+    git = GitBinary.find(settings.data_dir)
+    engine = resolve(settings.git_engine, git)
+    if engine == "git" and git is None:
+        raise SystemExit("hfgit serve --engine git: no git binary on PATH.")
+    where = f" ({git.path})" if engine == "git" and git is not None else ""
+    chosen = f", chosen by {settings.git_engine}" if settings.git_engine != engine else ""
+    return f"{engine}{where}{chosen}"
+
+
 def serve(settings: Settings, options: ServeOptions) -> None:
     """Create the data directory and schema once, say how to start, then serve forever."""
     accounts = Accounts.open(settings)
@@ -90,6 +104,7 @@ def serve(settings: Settings, options: ServeOptions) -> None:
     accounts.store.dispose()
     url = f"http://{options.host}:{options.port}"
     print(f"hfgit serving {url}  (data: {settings.data_dir})", file=sys.stderr)
+    print(f"git engine: {_engine_line(settings)}", file=sys.stderr)
     if not has_users:
         flag = f" --data-dir {shlex.quote(str(settings.data_dir))}"
         hfgit = _hfgit_command()
