@@ -1,0 +1,239 @@
+"""The git engine's subprocess: what git may read, run and leave behind.
+
+A server started with a poisoned environment (a ``~/.gitconfig``, ``GIT_CONFIG_*`` and
+``GIT_DIR`` that would run commands or point elsewhere) serves repositories whose own
+config is poisoned too; nothing of it may run. Clients that go away mid-clone leave no
+``git`` or ``pack-objects`` behind, and pack generations are capped per host.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from _wire import FLUSH, UPLOAD_CAPS, PushTarget, advertised, pkt, post
+from hfgit.accounts import Accounts
+from hfgit.config import Settings
+from hfgit.server.git.reach import check_wants
+from hfgit.server.git.slots import PackSlots
+from hfgit.server.git.wants import FetchRefused
+from hubtest import Git, Hub, start_server, stop_server
+
+
+@pytest.fixture(scope="module")
+def poisoned(tmp_path_factory) -> tuple[Hub, Path]:
+    """``hfgit serve`` (engine auto) in an environment that would make git run commands,
+    with one slot for pack generation. Returns the hub and the marker directory."""
+    root = tmp_path_factory.mktemp("poisoned")
+    markers = root / "markers"
+    markers.mkdir()
+    home = root / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(
+        f"[uploadpack]\n\tpackObjectsHook = touch {markers}/global-hook &&\n"
+        f"[core]\n\tfsmonitor = touch {markers}/global-fsmonitor\n"
+    )
+    env = {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home),
+        "GIT_CONFIG_PARAMETERS": f"'uploadpack.packobjectshook=touch {markers}/param-hook &&'",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "uploadpack.packObjectsHook",
+        "GIT_CONFIG_VALUE_0": f"touch {markers}/count-hook &&",
+        "GIT_DIR": str(root / "elsewhere.git"),
+        "GIT_EXEC_PATH": str(root / "no-such-exec-path"),
+        "HFGIT_MAX_PACK_PROCESSES": "1",
+    }
+    data_dir = root / "data"
+    accounts = Accounts.open(Settings.load(data_dir))
+    process, url = start_server(data_dir, env=env)
+    try:
+        yield Hub(url=url, data_dir=data_dir, accounts=accounts, process=process), markers
+    finally:
+        stop_server(process)
+        accounts.store.dispose()
+
+
+def test_auto_picks_git_and_says_so(poisoned):
+    hub, _ = poisoned
+    log = next(hub.data_dir.parent.glob("serve-*.log")).read_text()
+    assert "git engine: git (" in log and "chosen by auto" in log
+
+
+def test_nothing_planted_in_config_or_environment_runs(poisoned, tmp_path):
+    hub, markers = poisoned
+    git = Git(tmp_path / "home")
+    target = PushTarget.create(hub, git, tmp_path)
+    hooks = target.path / "planted-hooks"
+    hooks.mkdir()
+    for name in ("pre-upload-pack", "post-upload-pack", "reference-transaction"):
+        hook = hooks / name
+        hook.write_text(f"#!/bin/sh\ntouch {markers}/{name}\n")
+        hook.chmod(0o755)
+    with (target.path / "config").open("a") as config:
+        config.write(
+            f"[uploadpack]\n\tpackObjectsHook = touch {markers}/repo-hook &&\n"
+            f"[core]\n\thooksPath = {hooks}\n\tfsmonitor = touch {markers}/repo-fsmonitor\n"
+            f"\talternateRefsCommand = touch {markers}/alternate-refs\n"
+        )
+    for protocol in ("v2", "v0"):
+        client = Git(tmp_path / f"home-{protocol}", protocol)
+        clone = tmp_path / f"clone-{protocol}"
+        client.run("clone", "-q", target.url, str(clone), token=target.token)
+        assert (clone / "README.md").read_text() == "seed\n"
+        client.run("clone", "-q", "--filter=blob:none", target.url, str(clone) + "-partial")
+    assert sorted(os.listdir(markers)) == []
+    assert not list((hub.data_dir / "git-home").iterdir())
+
+
+def _git_processes(data_dir: Path) -> list[str]:
+    """git processes working on anything under ``data_dir``, whoever their parent is now."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if "git" in command.split(" ", 1)[0] and (
+            str(data_dir) in command or cwd.startswith(str(data_dir))
+        ):
+            found.append(f"{entry.name}: {command}")
+    return found
+
+
+def _abandoned_clone(target: PushTarget) -> socket.socket:
+    """A clone's POST whose answer is left unread: git blocks writing the pack."""
+    parts = urlsplit(target.url)
+    body = pkt(f"want {target.main} {UPLOAD_CAPS}\n") + FLUSH + pkt("done\n")
+    import base64
+
+    auth = base64.b64encode(f"u:{target.token}".encode()).decode()
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(
+        (
+            f"POST {parts.path}/git-upload-pack HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Authorization: Basic {auth}\r\n"
+            "Content-Type: application/x-git-upload-pack-request\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
+    sock.recv(1024)
+    return sock
+
+
+def test_a_client_that_goes_away_mid_clone_leaves_no_git_behind(hub, git, tmp_path):
+    target = PushTarget.create(hub, git, tmp_path)
+    work = tmp_path / "work"
+    git.run("clone", "-q", target.url, str(work), token=target.token)
+    git.commit(work, {f"big{index}.bin": os.urandom(8 * 1024 * 1024) for index in range(3)})
+    git.run("push", "-q", "origin", "main", cwd=work, token=target.token)
+    target.main = git.run("rev-parse", "HEAD", cwd=work).stdout.strip()
+
+    sockets = [_abandoned_clone(target) for _ in range(2)]
+    time.sleep(0.5)
+    assert _git_processes(hub.data_dir), "the clones should be under way"
+    for sock in sockets:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        sock.close()  # a reset: the server's next write fails
+    deadline = time.monotonic() + 10
+    while _git_processes(hub.data_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _git_processes(hub.data_dir) == []
+    assert post(target.url, "git-upload-pack", FLUSH, target.token).status == 200
+
+
+def test_pack_generations_wait_for_a_slot(poisoned, tmp_path):
+    """With one slot, parallel clones queue and all succeed."""
+    hub, _ = poisoned
+    git = Git(tmp_path / "home")
+    target = PushTarget.create(hub, git, tmp_path)
+
+    def clone(index: int) -> int:
+        return git.run(
+            "clone", "-q", target.url, str(tmp_path / f"c{index}"), token=target.token, check=False
+        ).returncode
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(clone, range(4))) == [0, 0, 0, 0]
+
+
+def test_slots_are_shared_and_released(tmp_path):
+    slots = PackSlots(tmp_path / "slots", 1)
+    other = PackSlots(tmp_path / "slots", 1)  # another worker process's view
+    with slots.hold(), pytest.raises(FetchRefused, match="busy"), other.hold(wait=0.2):
+        pass
+    with other.hold(wait=0.2):
+        pass
+
+
+def test_reachability_without_a_git_binary(hub, git, tmp_path):
+    """The dulwich walk that hosts without git use: same answers as git's."""
+    from dulwich.repo import Repo
+
+    target = PushTarget.create(hub, git, tmp_path)
+    work = tmp_path / "work"
+    git.run("clone", "-q", target.url, str(work), token=target.token)
+    old = target.main
+    blob = git.run("rev-parse", "HEAD:README.md", cwd=work).stdout.strip()
+    git.commit(work, {"dir/new.txt": "new\n"})
+    git.run("push", "-q", "origin", "main", cwd=work, token=target.token)
+    git.run("checkout", "-q", "-b", "gone", cwd=work)
+    gone = git.commit(work, {"gone.txt": "gone\n"})
+    git.run("push", "-q", "origin", "gone", cwd=work, token=target.token)
+    git.run("push", "-q", "origin", ":gone", cwd=work, token=target.token)
+    repo = Repo(str(target.path))
+    try:
+        assert check_wants(repo, [old.encode(), blob.encode()], None) == {
+            old.encode(),
+            blob.encode(),
+        }
+        tip = advertised(target.url, "git-upload-pack", target.token)["refs/heads/main"]
+        assert check_wants(repo, [tip.encode()], None) == set()
+        with pytest.raises(FetchRefused, match="not our ref"):
+            check_wants(repo, [gone.encode()], None)
+    finally:
+        repo.close()
+
+
+def test_without_git_on_path_auto_is_dulwich_and_fetches_still_work(tmp_path):
+    data_dir = tmp_path / "data"
+    accounts = Accounts.open(Settings.load(data_dir))
+    empty = tmp_path / "no-git"
+    empty.mkdir()
+    process, url = start_server(data_dir, workers=1, env={"PATH": str(empty)})
+    try:
+        hub = Hub(url=url, data_dir=data_dir, accounts=accounts, process=process)
+        log = next(tmp_path.glob("serve-*.log")).read_text()
+        assert "git engine: dulwich, chosen by auto" in log
+        git = Git(tmp_path / "home")
+        target = PushTarget.create(hub, git, tmp_path)
+        work = tmp_path / "work"
+        git.run("clone", "-q", target.url, str(work), token=target.token)
+        git.commit(work, {"more.txt": "more\n"})
+        git.run("push", "-q", "origin", "main", cwd=work, token=target.token)
+        body = pkt(f"want {target.main} {UPLOAD_CAPS}\n") + FLUSH + pkt("done\n")
+        answer = post(target.url, "git-upload-pack", body, target.token)
+        assert answer.status == 200 and b"PACK" in answer.body
+    finally:
+        stop_server(process)
+        accounts.store.dispose()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("HFGIT_GIT_ENGINE", "cgit"), ("HFGIT_MAX_PACK_PROCESSES", "0")]
+)
+def test_bad_engine_settings_are_refused(monkeypatch, tmp_path, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=name):
+        Settings.load(tmp_path)
