@@ -35,6 +35,9 @@ def check_wants(repo: Repo, wants: Iterable[bytes], git: GitBinary | None) -> se
     if not rest:
         return set()
     non_tips = set(rest)
+    absent = [sha for sha in rest if sha not in repo.object_store]
+    if absent:  # no walk can find it: refused at the price of an index lookup
+        raise FetchRefused(f"upload-pack: not our ref {min(absent).decode('ascii')}")
     for name in refs:
         if name.startswith(b"refs/tags/"):
             rest.discard(repo.get_peeled(name))
@@ -71,17 +74,18 @@ def _walk_with_git(
             rest.difference_update(lines)
             if not rest:
                 return
-            if time.monotonic() > deadline:
-                raise FetchRefused("upload-pack: the wanted objects took too long to find")
+            _check_deadline(deadline)
     finally:
         process.close()
 
 
 def _walk_with_dulwich(repo: Repo, tips: set[bytes], rest: set[bytes], deadline: float) -> None:
-    """The same walk in Python, for a host without git. Blobs are never read: tree
+    """The same walk in Python, for a host without git: commits first (the common
+    non-tip want is a tip that moved), then their trees. Blobs are never read: tree
     entries' modes say what they are."""
     store = repo.object_store
     seen: set[bytes] = set()
+    trees: list[bytes] = []
     pending = list(tips)
     while pending and rest:
         sha = pending.pop()
@@ -89,18 +93,31 @@ def _walk_with_dulwich(repo: Repo, tips: set[bytes], rest: set[bytes], deadline:
             continue
         seen.add(sha)
         rest.discard(sha)
-        if time.monotonic() > deadline:
-            raise FetchRefused("upload-pack: the wanted objects took too long to find")
+        _check_deadline(deadline)
         obj = store[sha]
         if isinstance(obj, Commit):
             pending.extend(obj.parents)
-            pending.append(obj.tree)
+            trees.append(obj.tree)
         elif isinstance(obj, Tag):
             pending.append(obj.object[1])
         elif isinstance(obj, Tree):
-            for entry in obj.iteritems():
-                if stat.S_ISDIR(entry.mode):
-                    pending.append(entry.sha)
-                elif entry.mode != S_IFGITLINK:  # a submodule's commit is not ours
-                    seen.add(entry.sha)
-                    rest.discard(entry.sha)
+            trees.append(sha)
+    trees.reverse()  # the newest commits' trees first, each walked depth first
+    walked: set[bytes] = set()
+    while trees and rest:
+        sha = trees.pop()
+        if sha in walked:
+            continue
+        walked.add(sha)
+        rest.discard(sha)
+        _check_deadline(deadline)
+        for entry in store[sha].iteritems():
+            if stat.S_ISDIR(entry.mode):
+                trees.append(entry.sha)
+            elif entry.mode != S_IFGITLINK:  # a submodule's commit is not ours
+                rest.discard(entry.sha)
+
+
+def _check_deadline(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise FetchRefused("upload-pack: the wanted objects took too long to find")
