@@ -305,7 +305,6 @@ def test_case_insensitive_lookup_reaches_the_same_repo(hub, git, tmp_path, alice
     assert (tmp_path / "c" / "README.md").read_text() == f"{alice}/CaseRepo\n"
 
 
-@on_both
 def test_fifty_megabyte_push_through_hfgit_serve(hub, git, tmp_path, alice):
     """Ten 5 MB files: git sends the pack chunked, gunicorn de-chunks it exactly once."""
     import os

@@ -28,6 +28,15 @@ def target(hub, tmp_path_factory):
     return PushTarget.create(hub, Git(tmp / "home"), tmp)
 
 
+@pytest.fixture(scope="module")
+def push_target(git_hub, tmp_path_factory):
+    """For receive-pack alone, which is hfgit's own on every engine: one server is enough."""
+    from hubtest import Git
+
+    tmp = tmp_path_factory.mktemp("malformed-push")
+    return PushTarget.create(git_hub, Git(tmp / "home"), tmp)
+
+
 def _healthy(target) -> None:
     """The server still answers a real request after the bad one."""
     answer = post(target.url, UPLOAD, FLUSH, target.token)
@@ -135,6 +144,16 @@ def test_malformed_protocol_v2_request(target, name):
     _healthy(target)
 
 
+def test_too_many_ref_prefixes_in_ls_refs(hub, target):
+    body = _v2("ls-refs", *["ref-prefix refs/heads/"] * 10_001)
+    answer = post(target.url, UPLOAD, body, target.token, headers={"Git-Protocol": "version=2"})
+    assert answer.status == 200
+    assert b"ERR upload-pack: " in answer.body and b"refs/heads/main" not in answer.body
+    if hub.engine == "git":
+        assert b"ERR upload-pack: too many wants" in answer.body
+    _healthy(target)
+
+
 @pytest.mark.parametrize("version", ["v0", "v2"])
 @pytest.mark.parametrize("limit", ["want", "have", "shallow"])
 def test_too_many_lines(hub, target, limit, version):
@@ -230,7 +249,8 @@ def _one_object_push(target, entry: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("name", sorted(BAD_RECEIVE_BODIES))
-def test_malformed_receive_pack_request(target, name):
+def test_malformed_receive_pack_request(push_target, name):
+    target = push_target
     body = BAD_RECEIVE_BODIES[name]
     body = body(target) if callable(body) else body
     before = target.refs()

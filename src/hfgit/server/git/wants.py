@@ -131,6 +131,8 @@ class _Rules:
         self.limits = limits
         self.allow_filter = allow_filter
         self.wants: list[bytes] = []
+        #: ``want`` lines and the others counted with them (``deepen-not``, ``ref-prefix``).
+        self.want_lines = 0
         self.haves = 0
         self.filtered = False
 
@@ -272,7 +274,8 @@ class _Rules:
         self.wants.append(sha)
 
     def _count_want(self) -> None:
-        if len(self.wants) + 1 > self.limits.max_want_lines:
+        self.want_lines += 1
+        if self.want_lines > self.limits.max_want_lines:
             raise FetchRefused(f"upload-pack: too many wants (limit {self.limits.max_want_lines})")
 
     def _have(self, sha: bytes, what: str = "have") -> None:
