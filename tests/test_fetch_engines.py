@@ -70,15 +70,21 @@ def test_shallow_clone_and_deepen(hub, git, tmp_path):
     )
 
 
-def test_want_of_a_tip_that_moved_since_the_advertisement(hub, git, tmp_path):
-    """Another client pushed between this client's info/refs and its POST."""
+def test_want_of_a_tip_that_moved_since_the_advertisement(hub, git, tmp_path, protocol):
+    """Another client pushed between this client's info/refs and its POST (in v2
+    between ls-refs and fetch)."""
     target, work = _history(hub, git, tmp_path)
     seen = advertised(target.url, "git-upload-pack", target.token)["refs/heads/main"]
     git.commit(work, {"data.txt": "pushed meanwhile\n"})
     git.run("push", "-q", "origin", "main", cwd=work, token=target.token)
     assert target.refs()["refs/heads/main"] != seen
-    body = pkt(f"want {seen} {UPLOAD_CAPS}\n") + FLUSH + pkt("done\n")
-    answer = post(target.url, "git-upload-pack", body, target.token)
+    if protocol == "v2" and hub.engine == "git":
+        body = pkt("command=fetch\n") + b"0001" + pkt(f"want {seen}\n") + pkt("done\n") + FLUSH
+        headers = {"Git-Protocol": "version=2"}
+    else:
+        body = pkt(f"want {seen} {UPLOAD_CAPS}\n") + FLUSH + pkt("done\n")
+        headers = {}
+    answer = post(target.url, "git-upload-pack", body, target.token, headers=headers)
     assert answer.status == 200
     assert b"ERR" not in answer.body[:64] and b"PACK" in answer.body
 

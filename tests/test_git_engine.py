@@ -9,6 +9,7 @@ config is poisoned too; nothing of it may run. Clients that go away mid-clone le
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -132,25 +133,68 @@ def _abandoned_clone(target: PushTarget) -> socket.socket:
     return sock
 
 
-def test_a_client_that_goes_away_mid_clone_leaves_no_git_behind(hub, git, tmp_path):
+def _big_target(hub: Hub, git: Git, tmp_path: Path) -> PushTarget:
+    """A repository whose pack (24 MB, incompressible) outgrows every socket buffer."""
     target = PushTarget.create(hub, git, tmp_path)
     work = tmp_path / "work"
     git.run("clone", "-q", target.url, str(work), token=target.token)
     git.commit(work, {f"big{index}.bin": os.urandom(8 * 1024 * 1024) for index in range(3)})
     git.run("push", "-q", "origin", "main", cwd=work, token=target.token)
     target.main = git.run("rev-parse", "HEAD", cwd=work).stdout.strip()
+    return target
 
+
+def _no_git_left(data_dir: Path, seconds: float = 10) -> list[str]:
+    deadline = time.monotonic() + seconds
+    while _git_processes(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _git_processes(data_dir)
+
+
+def test_a_client_that_goes_away_mid_clone_leaves_no_git_behind(hub, git, tmp_path):
+    target = _big_target(hub, git, tmp_path)
     sockets = [_abandoned_clone(target) for _ in range(2)]
     time.sleep(0.5)
     assert _git_processes(hub.data_dir), "the clones should be under way"
     for sock in sockets:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
         sock.close()  # a reset: the server's next write fails
-    deadline = time.monotonic() + 10
-    while _git_processes(hub.data_dir) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _git_processes(hub.data_dir) == []
+    assert _no_git_left(hub.data_dir) == []
     assert post(target.url, "git-upload-pack", FLUSH, target.token).status == 200
+
+
+@pytest.mark.parametrize("signal_name", ["SIGABRT", "SIGKILL"])
+def test_a_worker_that_dies_mid_clone_leaves_no_git_behind(tmp_path, signal_name):
+    """SIGABRT is gunicorn's worker timeout (the worker_abort hook kills the groups);
+    after SIGKILL git finds its output pipe closed and ends."""
+    data_dir = tmp_path / "data"
+    accounts = Accounts.open(Settings.load(data_dir))
+    process, url = start_server(data_dir, workers=1, extra_args=["--engine", "git"])
+    try:
+        hub = Hub(url=url, data_dir=data_dir, accounts=accounts, process=process)
+        target = _big_target(hub, Git(tmp_path / "home"), tmp_path)
+        sock = _abandoned_clone(target)
+        time.sleep(0.5)
+        assert _git_processes(data_dir), "the clone should be under way"
+        workers = [
+            int(entry.name)
+            for entry in Path("/proc").iterdir()
+            if entry.name.isdigit() and f"PPid:\t{process.pid}\n" in _read(entry / "status")
+        ]
+        assert len(workers) == 1
+        os.kill(workers[0], getattr(signal, signal_name))
+        assert _no_git_left(data_dir) == []
+        sock.close()
+    finally:
+        stop_server(process)
+        accounts.store.dispose()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def test_pack_generations_wait_for_a_slot(poisoned, tmp_path):

@@ -63,6 +63,9 @@ class GunicornServer(BaseApplication):
             # gunicorn believes X-Forwarded-Proto from 127.0.0.1 by default; hfgit decides
             # itself (HFGIT_TRUST_PROXY), so a local client cannot fake https.
             "secure_scheme_headers": {},
+            # A worker aborted for a missed heartbeat exits with requests in flight:
+            # the git processes they relay go with it.
+            "worker_abort": _kill_git_processes,
         }
         for key, value in config.items():
             self.cfg.set(key, value)
@@ -72,6 +75,12 @@ class GunicornServer(BaseApplication):
 
         # Each worker opens its own database engine: connections must not cross a fork.
         return create_app(self.settings, Accounts.open(self.settings, create=False))
+
+
+def _kill_git_processes(worker) -> None:
+    from .server.git.gitproc import kill_all
+
+    kill_all()
 
 
 def _hfgit_command() -> str:

@@ -200,7 +200,12 @@ _LIVE: set[GitProcess] = set()
 
 
 @atexit.register
-def _kill_all() -> None:
+def kill_all() -> None:
+    """Kill every git process group this process started and has not closed.
+
+    For a worker that exits (or is aborted by gunicorn for a missed heartbeat) while
+    requests are still relaying git's output.
+    """
     for process in list(_LIVE):
         _kill_group(process.popen.pid)
 
