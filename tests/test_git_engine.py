@@ -274,6 +274,13 @@ def test_without_git_on_path_auto_is_dulwich_and_fetches_still_work(tmp_path):
         accounts.store.dispose()
 
 
+def test_engine_git_without_git_on_path_refuses_to_start(tmp_path):
+    empty = tmp_path / "no-git"
+    empty.mkdir()
+    with pytest.raises(RuntimeError, match="--engine git: no git binary on PATH"):
+        start_server(tmp_path / "data", env={"PATH": str(empty)}, extra_args=["--engine", "git"])
+
+
 @pytest.mark.parametrize(
     ("name", "value"), [("HFGIT_GIT_ENGINE", "cgit"), ("HFGIT_MAX_PACK_PROCESSES", "0")]
 )

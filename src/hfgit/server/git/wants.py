@@ -91,7 +91,6 @@ class FetchRequest:
     #: ``fetch`` (v0 or v2), ``ls-refs`` (v2), or None for an empty request.
     command: str | None
     wants: list[bytes] = field(default_factory=list)
-    done: bool = False
 
 
 def packets(body: bytes) -> Iterator[bytes | int]:
@@ -160,7 +159,6 @@ class _Rules:
                 raise FetchRefused("upload-pack: malformed request (unexpected delimiter)")
             text = _text(line)
             if text == b"done":
-                request.done = True
                 self._end(lines)
                 break
             command, _, arg = text.partition(b" ")
@@ -183,7 +181,7 @@ class _Rules:
                     raise FetchRefused(f"upload-pack: unknown capability {_show(cap)}")
             self._want(sha)
         else:
-            self._section_argument(command, arg, v2=False)
+            self._section_argument(command, arg)
 
     # protocol v2
 
@@ -208,8 +206,7 @@ class _Rules:
             argument = self._v2_fetch_argument if command == b"fetch" else self._v2_ls_refs_argument
             line = next(lines, None)
             while isinstance(line, bytes):
-                if argument(_text(line)):
-                    request.done = True
+                argument(_text(line))
                 line = next(lines, None)
         if line != FLUSH:
             raise FetchRefused("upload-pack: malformed request (expected a flush)")
@@ -217,31 +214,28 @@ class _Rules:
         request.wants = self.wants
         return request
 
-    def _v2_fetch_argument(self, text: bytes) -> bool:
-        """Check one ``fetch`` argument; True for ``done``."""
+    def _v2_fetch_argument(self, text: bytes) -> None:
         if text in _V2_FETCH_FLAGS:
-            return text == b"done"
+            return
         command, _, arg = text.partition(b" ")
         if command == b"want":
             self._want(arg)
         elif command == b"have":
             self._have(arg)
         else:
-            self._section_argument(command, arg, v2=True)
-        return False
+            self._section_argument(command, arg)
 
-    def _v2_ls_refs_argument(self, text: bytes) -> bool:
+    def _v2_ls_refs_argument(self, text: bytes) -> None:
         if text in _V2_LS_REFS_FLAGS:
-            return False
+            return
         command, _, arg = text.partition(b" ")
         if command != b"ref-prefix" or not _REFNAME.fullmatch(arg):
             raise FetchRefused(f"upload-pack: unexpected ls-refs argument {_show(command)}")
         self._count_want()
-        return False
 
     # shared
 
-    def _section_argument(self, command: bytes, arg: bytes, *, v2: bool) -> None:
+    def _section_argument(self, command: bytes, arg: bytes) -> None:
         """``shallow``, ``deepen*`` and ``filter``: the same in both protocol versions."""
         if command == b"shallow":
             self._have(arg, what="shallow")
