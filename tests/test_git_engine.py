@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -161,6 +162,42 @@ def test_a_client_that_goes_away_mid_clone_leaves_no_git_behind(hub, git, tmp_pa
         sock.close()  # a reset: the server's next write fails
     assert _no_git_left(hub.data_dir) == []
     assert post(target.url, "git-upload-pack", FLUSH, target.token).status == 200
+
+
+def _workers_rss(server_pid: int) -> int:
+    """Resident bytes of the server's worker processes (git children not included)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        status = _read(entry / "status") if entry.name.isdigit() else ""
+        if f"PPid:\t{server_pid}\n" in status:
+            kib = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+            total += int(kib.split()[1]) * 1024
+    return total
+
+
+def test_the_relay_holds_chunks_not_packs(hub, git, tmp_path):
+    """A 24 MB clone moves the workers' memory by far less than the pack's size (the
+    dulwich engine: by about 60 MB)."""
+    target = _big_target(hub, git, tmp_path)
+    git.run("clone", "-q", "--bare", target.url, str(tmp_path / "warm"), token=target.token)
+    before = _workers_rss(hub.process.pid)
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _workers_rss(hub.process.pid))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        git.run("clone", "-q", "--bare", target.url, str(tmp_path / "c"), token=target.token)
+    finally:
+        done.set()
+        sampler.join()
+    assert peak - before < 8 * 1024 * 1024, (before, peak)
 
 
 @pytest.mark.parametrize("signal_name", ["SIGABRT", "SIGKILL"])
