@@ -311,6 +311,34 @@ def test_without_git_on_path_auto_is_dulwich_and_fetches_still_work(tmp_path):
         accounts.store.dispose()
 
 
+def test_storage_git_cannot_read_is_a_503_not_a_crash(hub, git, tmp_path):
+    target = PushTarget.create(hub, git, tmp_path)
+    config = target.path / "config"
+    saved = config.read_bytes()
+    # dulwich opens this repository; git refuses to read it.
+    config.write_bytes(saved + b"\n[core]\n\tbare = notabool\n")
+    try:
+        answer = git.run("ls-remote", target.url, token=target.token, check=False)
+        assert answer.returncode != 0
+        assert "storage is unavailable" in answer.stderr
+    finally:
+        config.write_bytes(saved)
+    git.run("ls-remote", target.url, token=target.token)
+
+
+def test_storage_dulwich_cannot_read_is_a_503_not_a_crash(hub, git, tmp_path):
+    target = PushTarget.create(hub, git, tmp_path)
+    config = target.path / "config"
+    saved = config.read_bytes()
+    config.write_bytes(saved + b"\n[core\n")
+    try:
+        answer = git.run("ls-remote", target.url, token=target.token, check=False)
+        assert answer.returncode != 0
+        assert "storage is unavailable" in answer.stderr
+    finally:
+        config.write_bytes(saved)
+
+
 def test_engine_git_without_git_on_path_refuses_to_start(tmp_path):
     empty = tmp_path / "no-git"
     empty.mkdir()

@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 
+from ..refusal import Refusal
 from .engines import (
     RECEIVE_PACK,
     UPLOAD_PACK,
@@ -89,7 +90,11 @@ class GitUploadPack:
                 raise FetchRefused("upload-pack: the server could not answer this request")
 
     def advertise(self, session: GitSession, write: Callable[[bytes], object]) -> None:
-        self._run(session, write, "--advertise-refs", body=b"")
+        try:
+            self._run(session, write, "--advertise-refs", body=b"")
+        except FetchRefused:
+            # git could not read the repository (logged): the storage's fault, not the client's.
+            raise Refusal(503, "This repository's storage is unavailable.") from None
 
     def serve(
         self,
@@ -115,7 +120,8 @@ def git_engine(context: EngineContext) -> Mapping[str, ServiceHandler]:
         raise ValueError("The git engine needs a git binary on PATH (or use --engine dulwich).")
     cpus = os.cpu_count() or 1
     threads = max(1, cpus // context.max_pack_processes)
-    slots = PackSlots(context.git.home.parent / "run" / "pack-slots", context.max_pack_processes)
+    data_dir = context.git.home.parent
+    slots = PackSlots(data_dir / "run" / "pack-slots", context.max_pack_processes)
     upload = GitUploadPack(context.git, context.fetch_limits, slots, threads)
     return {UPLOAD_PACK: upload, RECEIVE_PACK: dulwich_engine(context)[RECEIVE_PACK]}
 

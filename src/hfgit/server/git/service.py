@@ -88,8 +88,9 @@ class GitService(Surface):
         assert access.repo is not None
         try:
             repo = Repo(str(self.accounts.repo_path(access.repo)), bare=True)
-        except NotGitRepository:
-            log.error("repository storage missing for %s", access.repo.repo_id)
+        except (NotGitRepository, ValueError, OSError) as error:
+            # Missing, or unreadable (dulwich raises ValueError on a broken config).
+            log.error("repository storage unusable for %s: %s", access.repo.repo_id, error)
             raise Refusal(503, "This repository's storage is unavailable.") from None
         v2 = request.headers.get("Git-Protocol") == PROTOCOL_V2
         return GitSession(service, repo, access.repo, access.caller, protocol_v2=v2)
