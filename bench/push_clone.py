@@ -66,7 +66,7 @@ from hfgit.server.git.engines import (
     OneRepoBackend,
     register,
 )
-from hfgit.server.git.fetch import FetchLimits, HardenedUploadPackHandler
+from hfgit.server.git.fetch import HardenedUploadPackHandler
 from hfgit.server.git.push import HardenedReceivePackHandler, PushLimits
 
 ZERO = b"0" * 40
@@ -114,7 +114,6 @@ def run_handler(handler, repo: Repo, body: bytes, **kw) -> tuple[float, bytes]:
 def bench_handlers(runs: int, commits: int) -> None:
     settings = Settings(data_dir=Path(tempfile.gettempdir()), database_url="sqlite://")
     push_limits = PushLimits.from_settings(settings)
-    fetch_limits = FetchLimits.from_settings(settings)
     with tempfile.TemporaryDirectory(prefix="hfgit-bench-") as tmp:
         root = Path(tmp)
         tip, pack = make_source(Git(root / "home"), root, commits)
@@ -130,7 +129,7 @@ def bench_handlers(runs: int, commits: int) -> None:
                 HardenedReceivePackHandler,
                 {"limits": push_limits},
                 HardenedUploadPackHandler,
-                {"limits": fetch_limits},
+                {},
             ),
         }
         times = {op: {name: [] for name in variants} for op in ("push", "clone")}

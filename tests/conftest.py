@@ -34,6 +34,7 @@ os.environ.update(
 
 from hfgit.accounts import Accounts
 from hubtest import (
+    ENGINES,
     Git,
     Hub,
     MakeHub,
@@ -49,10 +50,10 @@ from hubtest import (
 )
 
 
-@pytest.fixture(scope="session")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    """One ``hfgit serve`` (gunicorn, 2 workers) for the whole session."""
-    with running_hub(tmp_path_factory.mktemp("hub") / "data") as server:
+def _session_hub(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Iterator[Hub]:
+    data_dir = tmp_path_factory.mktemp(f"hub-{engine}") / "data"
+    with running_hub(data_dir, extra_args=["--engine", engine]) as server:
+        server.engine = engine
         yield server
 
 
@@ -97,6 +98,36 @@ def accounts(data_dir: Path) -> Iterator[Accounts]:
     """``data_dir`` set up as hfgit does (database included), with no server on it."""
     with open_accounts(data_dir) as opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+def git_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """One ``hfgit serve`` (gunicorn, 2 workers, the git engine) for the whole session."""
+    yield from _session_hub(tmp_path_factory, "git")
+
+
+@pytest.fixture(scope="session")
+def hub(git_hub: Hub) -> Hub:
+    """The server most tests use; fetch tests override it with ``engine_hub``."""
+    return git_hub
+
+
+@pytest.fixture(scope="session")
+def dulwich_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """The same server with the dulwich engine, for the tests that run on both."""
+    yield from _session_hub(tmp_path_factory, "dulwich")
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine_hub(request: pytest.FixtureRequest) -> Hub:
+    """Each engine's session server in turn."""
+    return request.getfixturevalue(f"{request.param}_hub")
+
+
+@pytest.fixture(params=["v2", "v0"])
+def protocol(request: pytest.FixtureRequest) -> str:
+    """The protocol version the client asks for (the dulwich engine answers v0 to both)."""
+    return request.param
 
 
 @pytest.fixture

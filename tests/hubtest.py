@@ -31,6 +31,8 @@ from hfgit.config import Settings
 from hfgit.names import RepoId
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+#: The fetch engines every fetch test runs against, one session server each.
+ENGINES = ("git", "dulwich")
 ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
 
@@ -275,6 +277,8 @@ class Hub:
     process: subprocess.Popen | None = None
     env: dict[str, str] = field(default_factory=dict)
     log: Path | None = None
+    #: The fetch engine the server runs (``hfgit serve --engine``).
+    engine: str = "git"
 
     def cli(
         self, *args: str, input: str | None = None, check: bool = True
@@ -350,7 +354,8 @@ def _parse_scope_text(text: str) -> policy.Scope:
 class Git:
     """The real git binary in an isolated HOME, with no system or user config leaking in."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, protocol: str | None = None) -> None:
+        """``protocol`` ("v0"/"v2"): the protocol version git asks servers for."""
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         self.env = {
@@ -365,6 +370,14 @@ class Git:
             "GIT_COMMITTER_EMAIL": "test@example.com",
             "LC_ALL": "C",
         }
+        if protocol is not None:
+            self.env.update(
+                {
+                    "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": "protocol.version",
+                    "GIT_CONFIG_VALUE_0": protocol.removeprefix("v"),
+                }
+            )
 
     def run(
         self,

@@ -8,7 +8,18 @@ import pytest
 import sqlalchemy as sa
 
 from hfgit.store import tokens as token_table
-from hubtest import Git, Hub, http_request, unique
+from hubtest import ENGINES, Git, Hub, http_request, unique
+
+
+@pytest.fixture
+def hub(request: pytest.FixtureRequest) -> Hub:
+    """The git engine's server, or each engine's in turn for tests marked ``on_both``."""
+    engine = getattr(request, "param", "git")
+    return request.getfixturevalue(f"{engine}_hub")
+
+
+#: Fetch tests: run on both engines' servers.
+on_both = pytest.mark.parametrize("hub", ENGINES, indirect=True)
 
 
 def refs_url(hub: Hub, repo: str, service: str = "git-upload-pack", type: str = "model") -> str:
@@ -30,12 +41,14 @@ def seeded_repo(hub: Hub, git: Git, tmp_path: Path, repo: str, **kwargs) -> Path
     return worktree
 
 
+@on_both
 def test_anonymous_clone_of_public_repo(hub, git, tmp_path, alice):
     seeded_repo(hub, git, tmp_path, f"{alice}/public")
     git.run("clone", hub.repo_url(f"{alice}/public"), str(tmp_path / "c"))
     assert (tmp_path / "c" / "README.md").read_text() == f"{alice}/public\n"
 
 
+@on_both
 def test_private_repo_asks_for_credentials(hub, git, tmp_path, alice):
     hub.make_repo(f"{alice}/secret", private=True)
     status, headers, body = http_request("GET", refs_url(hub, f"{alice}/secret"))
@@ -48,6 +61,7 @@ def test_private_repo_asks_for_credentials(hub, git, tmp_path, alice):
     assert not (tmp_path / "c").exists()
 
 
+@on_both
 def test_clone_with_read_token_and_push_refused_with_reason(hub, git, tmp_path, alice):
     worktree = seeded_repo(hub, git, tmp_path, f"{alice}/m", private=True)
     read_token = hub.make_token(alice, "read", name="ci-read")
@@ -190,6 +204,7 @@ def test_org_api_token_is_refused_as_deprecated(hub, alice):
     assert b"deprecated" in body
 
 
+@on_both
 def test_bearer_token_is_accepted(hub, alice):
     hub.make_repo(f"{alice}/m", private=True)
     token = hub.make_token(alice, "read")
@@ -201,6 +216,7 @@ def test_bearer_token_is_accepted(hub, alice):
     assert body.startswith(b"001e# service=git-upload-pack\n0000")
 
 
+@on_both
 def test_hidden_private_repo_answers_exactly_like_a_missing_one(hub, alice):
     hub.make_repo(f"{alice}/hidden", private=True)
     stranger = hub.make_user()
@@ -215,6 +231,7 @@ def test_hidden_private_repo_answers_exactly_like_a_missing_one(hub, alice):
                 assert hidden[1].get(header) == missing[1].get(header)
 
 
+@on_both
 @pytest.mark.parametrize(("type", "prefix"), [("dataset", "datasets"), ("space", "spaces")])
 def test_datasets_and_spaces_urls(hub, git, tmp_path, alice, type, prefix):
     hub.make_repo(f"{alice}/thing", private=True, type=type)
@@ -269,6 +286,7 @@ def test_non_canonical_paths_are_refused(hub, alice, path):
     connection.close()
 
 
+@on_both
 def test_case_insensitive_lookup_reaches_the_same_repo(hub, git, tmp_path, alice):
     seeded_repo(hub, git, tmp_path, f"{alice}/CaseRepo")
     git.run("clone", hub.repo_url(f"{alice.upper()}/caserepo"), str(tmp_path / "c"))

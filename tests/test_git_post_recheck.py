@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from _wire import FLUSH, UPLOAD_CAPS, PushTarget, pkt, post, push_body, snapshot
 from hubtest import Git, Hub
+
+
+@pytest.fixture(scope="module")
+def hub(engine_hub: Hub) -> Hub:
+    return engine_hub
 
 
 def new_commit(target: PushTarget, git: Git, tmp_path: Path) -> tuple[str, bytes]:

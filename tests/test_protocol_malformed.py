@@ -15,9 +15,23 @@ RECEIVE = "git-receive-pack"
 
 
 @pytest.fixture(scope="module")
+def hub(engine_hub):
+    return engine_hub
+
+
+@pytest.fixture(scope="module")
 def target(hub, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("malformed")
     return PushTarget.create(hub, Git(tmp / "home"), tmp)
+
+
+@pytest.fixture(scope="module")
+def push_target(git_hub, tmp_path_factory):
+    """For receive-pack alone, which is hfgit's own on every engine: one server is enough."""
+    from hubtest import Git
+
+    tmp = tmp_path_factory.mktemp("malformed-push")
+    return PushTarget.create(git_hub, Git(tmp / "home"), tmp)
 
 
 def _healthy(target) -> None:
@@ -81,6 +95,118 @@ def test_malformed_upload_pack_request(target, name):
     _healthy(target)
 
 
+DELIM = b"0001"
+
+
+def _v2(command: str, *args: str, caps: tuple[str, ...] = ("agent=crafted",)) -> bytes:
+    body = pkt(f"command={command}\n") + b"".join(pkt(f"{cap}\n") for cap in caps)
+    return body + DELIM + b"".join(pkt(f"{arg}\n") for arg in args) + FLUSH
+
+
+#: Protocol v2 requests git would act on, and must not (or cannot parse).
+BAD_V2_BODIES = {
+    "unknown command": lambda t: _v2("object-info", "size", f"oid {t.main}"),
+    "bundle-uri": lambda t: _v2("bundle-uri"),
+    "no command": lambda t: pkt("agent=x\n") + FLUSH,
+    "unknown capability": lambda t: _v2("fetch", f"want {t.main}", caps=("frobnicate=1",)),
+    "want-ref": lambda t: _v2("fetch", "want-ref refs/heads/main", "done"),
+    "packfile-uris": lambda t: _v2("fetch", f"want {t.main}", "packfile-uris https", "done"),
+    "sideband-all": lambda t: _v2("fetch", f"want {t.main}", "sideband-all", "done"),
+    "sparse filter": lambda t: _v2("fetch", f"want {t.main}", f"filter sparse:oid={t.main}"),
+    "combined filter": lambda t: _v2("fetch", f"want {t.main}", "filter combine:blob:none+tree:0"),
+    "two filters": lambda t: _v2("fetch", f"want {t.main}", "filter blob:none", "filter tree:0"),
+    "want not hex": lambda t: _v2("fetch", "want xyz", "done"),
+    "want of nothing": lambda t: _v2("fetch", "want " + "1" * 40, "done"),
+    "have garbage": lambda t: _v2("fetch", f"want {t.main}", "have xyz", "done"),
+    "deepen zero": lambda t: _v2("fetch", f"want {t.main}", "deepen 0", "done"),
+    "deepen huge": lambda t: _v2("fetch", f"want {t.main}", "deepen 99999999999", "done"),
+    "deepen-since word": lambda t: _v2("fetch", f"want {t.main}", "deepen-since soon", "done"),
+    "deepen-not space": lambda t: _v2("fetch", f"want {t.main}", "deepen-not a b", "done"),
+    "ls-refs argument": lambda t: _v2("ls-refs", "peel", "frobnicate"),
+    "missing flush": lambda t: _v2("fetch", f"want {t.main}", "done")[:-4],
+    "data after the end": lambda t: _v2("fetch", f"want {t.main}", "done") + _v2("ls-refs"),
+    "response-end": lambda t: _v2("fetch", f"want {t.main}", "done")[:-4] + b"0002",
+    "uppercase length": lambda t: b"0012COMMAND=FETCH\n" + FLUSH,
+    "empty packet": lambda t: pkt("command=fetch\n") + b"0004" + FLUSH,
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_V2_BODIES))
+def test_malformed_protocol_v2_request(target, name):
+    body = BAD_V2_BODIES[name](target)
+    answer = post(target.url, UPLOAD, body, target.token, headers={"Git-Protocol": "version=2"})
+    assert answer.status != 500
+    assert _refused(answer), (answer.status, answer.body[:200])
+    assert b"PACK" not in answer.body
+    _healthy(target)
+
+
+def test_too_many_ref_prefixes_in_ls_refs(hub, target):
+    body = _v2("ls-refs", *["ref-prefix refs/heads/"] * 10_001)
+    answer = post(target.url, UPLOAD, body, target.token, headers={"Git-Protocol": "version=2"})
+    assert answer.status == 200
+    assert b"ERR upload-pack: " in answer.body and b"refs/heads/main" not in answer.body
+    if hub.engine == "git":
+        assert b"ERR upload-pack: too many wants" in answer.body
+    _healthy(target)
+
+
+@pytest.mark.parametrize("version", ["v0", "v2"])
+@pytest.mark.parametrize("limit", ["want", "have", "shallow"])
+def test_too_many_lines(hub, target, limit, version):
+    """``max_want_lines``/``max_have_lines`` (shallow lines count as haves)."""
+    count = 10_001 if limit == "want" else 100_001
+    lines = [f"{limit} {target.main}"] * count
+    if version == "v2":
+        if limit != "want":
+            lines.insert(0, f"want {target.main}")
+        body = _v2("fetch", *lines, "done")
+    elif limit == "have":
+        body = pkt(f"want {target.main} {UPLOAD_CAPS}\n") + FLUSH
+        body += b"".join(pkt(line + "\n") for line in lines) + pkt("done\n")
+    else:
+        first = f"want {target.main} {UPLOAD_CAPS} shallow\n"
+        body = pkt(first) + b"".join(pkt(line + "\n") for line in lines) + FLUSH
+    headers = {"Git-Protocol": "version=2"} if version == "v2" else {}
+    answer = post(target.url, UPLOAD, body, target.token, headers=headers)
+    assert answer.status == 200
+    what = "wants" if limit == "want" else "haves"
+    if hub.engine == "dulwich" and version == "v2":  # no v2 there: refused as a whole
+        assert b"ERR upload-pack: " in answer.body
+    else:
+        assert f"ERR upload-pack: too many {what}".encode() in answer.body
+    _healthy(target)
+
+
+def _refs_with_git_protocol(target, header: str) -> bytes:
+    head = request_head(
+        "GET",
+        target.url,
+        f"/info/refs?service={UPLOAD}",
+        target.token,
+        {"Git-Protocol": header, "Connection": "close"},
+    )
+    return raw_request(target.url, head)
+
+
+def test_git_protocol_version_2(hub, target):
+    response = _refs_with_git_protocol(target, "version=2")
+    assert response.startswith(b"HTTP/1.1 200 ")
+    if hub.engine == "git":
+        assert b"version 2\n" in response and b"ls-refs" in response
+    else:  # dulwich speaks v0; git falls back by itself
+        assert f"{target.main} refs/heads/main".encode() in response
+
+
+@pytest.mark.parametrize("header", ["version=2:frobnicate=1", "version=3", "Version=2", "2"])
+def test_other_git_protocol_values_get_protocol_v0(target, header):
+    """Only ``version=2`` exactly reaches git; anything else is a v0 client."""
+    response = _refs_with_git_protocol(target, header)
+    assert response.startswith(b"HTTP/1.1 200 ")
+    assert b"version 2" not in response
+    assert f"{target.main} refs/heads/main".encode() in response
+
+
 BAD_RECEIVE_BODIES = {
     "not pkt-line": b"hello world",
     "bad length": b"zzzz",
@@ -120,7 +246,8 @@ def _one_object_push(target, entry: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("name", sorted(BAD_RECEIVE_BODIES))
-def test_malformed_receive_pack_request(target, name):
+def test_malformed_receive_pack_request(push_target, name):
+    target = push_target
     body = BAD_RECEIVE_BODIES[name]
     body = body(target) if callable(body) else body
     before = target.refs()

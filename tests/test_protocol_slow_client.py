@@ -9,14 +9,19 @@ from urllib.parse import urlsplit
 import pytest
 
 from _wire import FLUSH, PushTarget, post, request_head
-from hubtest import Git, Hub, running_hub
+from hubtest import ENGINES, Git, Hub, running_hub
 
 
 @pytest.fixture(scope="module")
-def impatient_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    """One worker and a 2-second body read timeout."""
+def impatient_hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Hub]:
+    """One worker and a 2-second body read timeout, on each engine."""
     data_dir = tmp_path_factory.mktemp("slow") / "data"
-    with running_hub(data_dir, workers=1, env={"HFGIT_BODY_READ_TIMEOUT": "2"}) as hub:
+    env = {"HFGIT_BODY_READ_TIMEOUT": "2"}
+    engine = ["--engine", request.param]
+    with running_hub(data_dir, workers=1, env=env, extra_args=engine) as hub:
+        hub.engine = request.param
         yield hub
 
 
@@ -35,7 +40,12 @@ def _stall(target, service: str) -> socket.socket:
     return sock
 
 
-@pytest.mark.parametrize("service", ["git-receive-pack", "git-upload-pack"])
+@pytest.mark.parametrize(
+    ("impatient_hub", "service"),
+    # receive-pack is hfgit's own on every engine: once is enough.
+    [("git", "git-receive-pack"), *((engine, "git-upload-pack") for engine in ENGINES)],
+    indirect=["impatient_hub"],
+)
 def test_stalled_body_is_dropped_and_the_server_keeps_serving(
     impatient_hub: Hub, git: Git, tmp_path, service
 ):

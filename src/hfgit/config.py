@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MiB = 1024 * 1024
+GIT_ENGINES = ("auto", "git", "dulwich")
 
 
 def default_data_dir() -> Path:
@@ -75,8 +76,11 @@ class Settings:
     repack_packs: int = 20
     repack_loose_objects: int = 1000
 
-    #: The engine that answers git's two services (``hfgit.server.git.engines``).
-    git_engine: str = "dulwich"
+    #: The engine that answers git's two services (``hfgit.server.git.engines``):
+    #: ``git`` (C git for fetches), ``dulwich``, or ``auto`` (git when on PATH).
+    git_engine: str = "auto"
+    #: Most pack generations (C git's ``pack-objects``) at once on this host.
+    max_pack_processes: int = os.cpu_count() or 1
 
     @property
     def embedded_database(self) -> bool:
@@ -138,6 +142,8 @@ class Settings:
                 "HFGIT_LOGIN_MAX_FAILURES_ACCOUNT", cls.login_max_failures_account
             ),
             login_window=_env_int("HFGIT_LOGIN_WINDOW", cls.login_window),
+            git_engine=_env_choice("HFGIT_GIT_ENGINE", GIT_ENGINES, cls.git_engine),
+            max_pack_processes=_env_int("HFGIT_MAX_PACK_PROCESSES", cls.max_pack_processes),
         )
 
 
@@ -148,7 +154,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number of bytes, not {value!r}.") from None
+        raise ValueError(f"{name} must be a whole number, not {value!r}.") from None
     if number <= 0:
         raise ValueError(f"{name} must be positive, not {value!r}.")
     return number

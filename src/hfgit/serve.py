@@ -63,6 +63,9 @@ class GunicornServer(BaseApplication):
             # gunicorn believes X-Forwarded-Proto from 127.0.0.1 by default; hfgit decides
             # itself (HFGIT_TRUST_PROXY), so a local client cannot fake https.
             "secure_scheme_headers": {},
+            # A worker aborted for a missed heartbeat exits with requests in flight:
+            # the git processes they relay go with it.
+            "worker_abort": _kill_git_processes,
         }
         for key, value in config.items():
             self.cfg.set(key, value)
@@ -74,6 +77,12 @@ class GunicornServer(BaseApplication):
         return create_app(self.settings, Accounts.open(self.settings, create=False))
 
 
+def _kill_git_processes(worker) -> None:
+    from .server.git.gitproc import kill_all
+
+    kill_all()
+
+
 def _hfgit_command() -> str:
     """How the user can run ``hfgit`` from another terminal: by name when it is on PATH,
     else by the path of the environment it is installed in (``make serve``'s .venv)."""
@@ -83,6 +92,20 @@ def _hfgit_command() -> str:
     return shlex.quote(str(installed)) if installed.exists() else "hfgit"
 
 
+def _engine_line(settings: Settings) -> str:
+    """Which engine answers fetches, and why: ``auto`` depends on the machine."""
+    from .server.git.engines import resolve
+    from .server.git.gitproc import GitBinary
+
+    git = GitBinary.find(settings.data_dir)
+    engine = resolve(settings.git_engine, git)
+    if engine == "git" and git is None:
+        raise SystemExit("hfgit serve --engine git: no git binary on PATH.")
+    where = f" ({git.path})" if engine == "git" and git is not None else ""
+    chosen = f", chosen by {settings.git_engine}" if settings.git_engine != engine else ""
+    return f"{engine}{where}{chosen}"
+
+
 def serve(settings: Settings, options: ServeOptions) -> None:
     """Create the data directory and schema once, say how to start, then serve forever."""
     accounts = Accounts.open(settings)
@@ -90,6 +113,7 @@ def serve(settings: Settings, options: ServeOptions) -> None:
     accounts.store.dispose()
     url = f"http://{options.host}:{options.port}"
     print(f"hfgit serving {url}  (data: {settings.data_dir})", file=sys.stderr)
+    print(f"git engine: {_engine_line(settings)}", file=sys.stderr)
     if not has_users:
         flag = f" --data-dir {shlex.quote(str(settings.data_dir))}"
         hfgit = _hfgit_command()

@@ -2,14 +2,16 @@
 
 An engine is a factory that maps each service to a :class:`ServiceHandler`, given the
 limits and the push recorder of :class:`EngineContext`. ``dulwich`` is built in: hfgit's
-hardened dulwich handlers for both services. Another engine plugs in with
-:func:`register` and is chosen by ``Settings.git_engine``.
+hardened dulwich handlers for both services; ``git`` (:mod:`.cgit`) answers fetches with
+C git. Another engine plugs in with :func:`register` and is chosen by
+``Settings.git_engine``; ``auto`` is ``git`` when a git binary is on PATH.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from io import BytesIO
 from typing import Protocol
 
 from dulwich.protocol import ReceivableProtocol
@@ -17,9 +19,12 @@ from dulwich.repo import Repo
 from dulwich.server import Backend, Handler
 
 from ...accounts import Caller, RepoRecord
-from .fetch import FetchLimits, HardenedUploadPackHandler
+from .fetch import HardenedUploadPackHandler, SidebandProtocol
+from .gitproc import GitBinary
 from .push import HardenedReceivePackHandler, PushLimits
+from .reach import check_wants
 from .refs import Command
+from .wants import FetchLimits, parse
 
 UPLOAD_PACK = "git-upload-pack"
 RECEIVE_PACK = "git-receive-pack"
@@ -33,6 +38,9 @@ class GitSession:
     repo: Repo
     record: RepoRecord
     caller: Caller | None
+    #: The client asked for protocol v2 (``Git-Protocol: version=2``); engines that do
+    #: not speak it answer v0, and git falls back by itself.
+    protocol_v2: bool = False
 
 
 class ServiceHandler(Protocol):
@@ -62,6 +70,11 @@ class EngineContext:
     push_limits: PushLimits
     #: Called with the ref updates of every push that went through, for the audit.
     record_push: Callable[[GitSession, list[Command]], None]
+    #: The git binary, if there is one: the ``git`` engine runs it, and both engines use
+    #: it to check that wants are reachable.
+    git: GitBinary | None = None
+    #: Most pack generations at once on this host (``HFGIT_MAX_PACK_PROCESSES``).
+    max_pack_processes: int = 1
 
 
 Engine = Callable[[EngineContext], Mapping[str, ServiceHandler]]
@@ -74,10 +87,17 @@ def register(name: str, engine: Engine) -> None:
     ENGINES[name] = engine
 
 
+def resolve(name: str, git: GitBinary | None) -> str:
+    """The engine ``name`` means: ``auto`` is ``git`` when there is a git binary."""
+    if name == "auto":
+        return "git" if git is not None else "dulwich"
+    return name
+
+
 def service_handlers(name: str, context: EngineContext) -> Mapping[str, ServiceHandler]:
-    """The handlers of engine ``name`` for both services."""
+    """The handlers of engine ``name`` (or ``auto``) for both services."""
     try:
-        engine = ENGINES[name]
+        engine = ENGINES[resolve(name, context.git)]
     except KeyError:
         raise ValueError(
             f"Unknown git engine {name!r}: use one of {', '.join(sorted(ENGINES))}."
@@ -93,6 +113,40 @@ class OneRepoBackend(Backend):
 
     def open_repository(self, path: str) -> Repo:
         return self.repo
+
+
+class DulwichUploadPack:
+    """dulwich's upload-pack behind the fetch rules, statelessly over one HTTP request.
+
+    The body (bounded, and only wants and haves) is read whole and checked by
+    :mod:`.wants` and :mod:`.reach` first, as for the git engine; dulwich then reads it
+    from memory. It speaks v0 only and advertises no ``filter``.
+    """
+
+    def __init__(self, context: EngineContext) -> None:
+        self.context = context
+
+    def _handler(self, session: GitSession, proto, **kwargs) -> Handler:
+        return HardenedUploadPackHandler(
+            OneRepoBackend(session.repo), ["/"], proto, stateless_rpc=True, **kwargs
+        )
+
+    def advertise(self, session: GitSession, write: Callable[[bytes], object]) -> None:
+        self._handler(session, SidebandProtocol(_no_input, write), advertise_refs=True).handle()
+
+    def serve(
+        self,
+        session: GitSession,
+        read: Callable[[int], bytes],
+        write: Callable[[bytes], object],
+    ) -> None:
+        body = read_all(read)
+        request = parse(body, self.context.fetch_limits, v2=False, allow_filter=False)
+        if request.command is None:
+            return
+        allowed = check_wants(session.repo, request.wants, self.context.git)
+        proto = SidebandProtocol(BytesIO(body).read, write)
+        self._handler(session, proto, allowed=allowed).handle()
 
 
 class DulwichService:
@@ -122,18 +176,16 @@ def _no_input(size: int = -1) -> bytes:
     return b""
 
 
+def read_all(read: Callable[[int], bytes]) -> bytes:
+    """The whole request body (the reader already bounds it)."""
+    parts = []
+    while chunk := read(64 * 1024):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 def dulwich_engine(context: EngineContext) -> Mapping[str, ServiceHandler]:
     """hfgit's hardened dulwich handlers: bounded fetches, checked and atomic pushes."""
-
-    def upload_pack(session: GitSession, proto, **kwargs) -> Handler:
-        return HardenedUploadPackHandler(
-            OneRepoBackend(session.repo),
-            ["/"],
-            proto,
-            stateless_rpc=True,
-            limits=context.fetch_limits,
-            **kwargs,
-        )
 
     def receive_pack(session: GitSession, proto, **kwargs) -> Handler:
         return HardenedReceivePackHandler(
@@ -146,7 +198,7 @@ def dulwich_engine(context: EngineContext) -> Mapping[str, ServiceHandler]:
             **kwargs,
         )
 
-    return {UPLOAD_PACK: DulwichService(upload_pack), RECEIVE_PACK: DulwichService(receive_pack)}
+    return {UPLOAD_PACK: DulwichUploadPack(context), RECEIVE_PACK: DulwichService(receive_pack)}
 
 
 register("dulwich", dulwich_engine)

@@ -1,81 +1,83 @@
-"""upload-pack that serves only what the refs show, within bounds.
+"""dulwich's upload-pack, for the ``dulwich`` engine, behind the same fetch rules as git's.
 
-dulwich's upload-pack already refuses wants that are not current ref tips; this adds a
-clear in-protocol answer for them (``ERR upload-pack: not our ref …``, as git says),
-bounds the number of ``want``/``have``/``shallow`` lines and checks ``deepen`` values
-before dulwich turns them into a walk.
+The request was checked whole by :mod:`.wants` and :mod:`.reach` before this handler
+reads it. What is left here is what dulwich gets wrong or slow on its own:
+
+- it refuses a want that is not a current tip, although it may be reachable from one
+  (a tip that moved between the advertisement and the POST): the wants the rules
+  allowed are shown to dulwich as refs;
+- it advertises ``filter`` and then cannot serve a partial clone's lazy fetches, and
+  with ``no-done`` it sends the pack in answer to a negotiation round the client had
+  not finished (stateless HTTP, ``multi_ack_detailed``): neither is advertised;
+- it decodes a ``.bitmap`` into Python sets on every request and uses it only for
+  haves: reachability is walked instead;
+- it copies quadratically when it cuts a pack into side-band packets.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 
-from dulwich.errors import GitProtocolError
-from dulwich.objects import valid_hexsha
+from dulwich.object_store import GraphTraversalReachability
+from dulwich.protocol import CAPABILITY_FILTER, CAPABILITY_NO_DONE, ReceivableProtocol
+from dulwich.repo import Repo
 from dulwich.server import UploadPackHandler
 
-from ...config import Settings
-
-#: git itself keeps depths in an int.
-MAX_DEPTH = 2**31 - 1
-
-
-class FetchRefused(GitProtocolError):
-    """A fetch request we answer with ``ERR``; the message is shown to the user."""
+#: Most payload of one side-band packet (65520 bytes, less the length and the channel).
+_SIDEBAND_PAYLOAD = 65515
+_NOT_ADVERTISED = frozenset({CAPABILITY_FILTER, CAPABILITY_NO_DONE})
 
 
-@dataclass(frozen=True)
-class FetchLimits:
-    max_want_lines: int
-    max_have_lines: int
+class SidebandProtocol(ReceivableProtocol):
+    """dulwich's protocol with side-band writes that copy each byte once.
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> FetchLimits:
-        return cls(max_want_lines=settings.max_want_lines, max_have_lines=settings.max_have_lines)
+    dulwich slices the remaining ``bytes`` for every packet, copying the rest of the
+    blob each time: quadratic in the size of what one write hands it.
+    """
+
+    def write_sideband(self, channel: int, blob: bytes) -> None:
+        view = memoryview(blob)
+        prefix = bytes([channel])
+        for start in range(0, len(view), _SIDEBAND_PAYLOAD):
+            self.write_pkt_line(prefix + view[start : start + _SIDEBAND_PAYLOAD])
+
+
+class _AllowedWants:
+    """The repository, as the handler sees it: the wants the rules allowed count as refs.
+
+    dulwich checks wants against the refs it is given when it reads them; every want
+    was already checked (tip, or reachable from one) before this handler ran.
+    """
+
+    def __init__(self, repo: Repo, allowed: Iterable[bytes]) -> None:
+        self._repo = repo
+        self._extra = {b"refs/hfgit-allowed/" + sha: sha for sha in allowed}
+
+    def __getattr__(self, name: str):
+        return getattr(self._repo, name)
+
+    def find_missing_objects(self, determine_wants: Callable, *args, **kwargs):
+        def with_allowed(refs: Mapping[bytes, bytes], depth: int | None = None):
+            return determine_wants({**refs, **self._extra}, depth)
+
+        return self._repo.find_missing_objects(with_allowed, *args, **kwargs)
 
 
 class HardenedUploadPackHandler(UploadPackHandler):
-    """Checks each request line as it is read, before dulwich acts on it."""
+    """dulwich's upload-pack without the capabilities it cannot serve, and the slow paths."""
 
-    def __init__(self, *args, limits: FetchLimits, **kwargs) -> None:
+    def __init__(self, *args, allowed: Iterable[bytes] = (), **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.limits = limits
-        self._wants = 0
-        self._haves = 0
-        self._tips: set[bytes] | None = None
-        read = self.proto.read_pkt_line
+        store = self.repo.object_store
+        store.get_reachability_provider = lambda prefer_bitmaps=True: GraphTraversalReachability(
+            store
+        )
+        self.repo = _AllowedWants(self.repo, allowed)
 
-        def read_checked() -> bytes | None:
-            line = read()
-            if line:
-                self._check_line(line)
-            return line
+    def capabilities(self) -> list[bytes]:
+        return [cap for cap in super().capabilities() if cap not in _NOT_ADVERTISED]
 
-        self.proto.read_pkt_line = read_checked  # type: ignore[method-assign]
-
-    def _advertised(self) -> set[bytes]:
-        if self._tips is None:
-            self._tips = set(self.repo.get_refs().values())
-        return self._tips
-
-    def _check_line(self, line: bytes) -> None:
-        command, _, rest = line.rstrip(b"\n").partition(b" ")
-        if command == b"want":
-            self._wants += 1
-            if self._wants > self.limits.max_want_lines:
-                raise FetchRefused(
-                    f"upload-pack: too many wants (limit {self.limits.max_want_lines})"
-                )
-            sha = rest.split(b" ", 1)[0].split(b"\0", 1)[0]
-            if not valid_hexsha(sha):
-                raise FetchRefused("upload-pack: invalid want line")
-            if sha not in self._advertised():
-                raise FetchRefused(f"upload-pack: not our ref {sha.decode('ascii')}")
-        elif command in (b"have", b"shallow"):
-            self._haves += 1
-            if self._haves > self.limits.max_have_lines:
-                raise FetchRefused(
-                    f"upload-pack: too many haves (limit {self.limits.max_have_lines})"
-                )
-        elif command == b"deepen" and not (rest.isdigit() and 0 < int(rest) <= MAX_DEPTH):
-            raise FetchRefused(f"upload-pack: invalid deepen value {rest[:32]!r}")
+    def set_client_capabilities(self, caps: Iterable[bytes]) -> None:
+        # git 2.39 asks for ``filter`` even when it was not advertised, then sends no
+        # ``filter <spec>`` line (the fetch rules refuse one): nothing to filter.
+        super().set_client_capabilities([cap for cap in caps if cap != CAPABILITY_FILTER])

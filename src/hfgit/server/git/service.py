@@ -27,15 +27,19 @@ from ..refusal import Refusal
 from ..surface import Surface
 from .advertise import advertisement
 from .engines import RECEIVE_PACK, UPLOAD_PACK, EngineContext, GitSession, service_handlers
-from .fetch import FetchLimits, FetchRefused
+from .gitproc import GitBinary
 from .push import PushLimits
 from .refs import Command
+from .wants import FetchLimits, FetchRefused
 
 log = logging.getLogger(__name__)
 
 SERVICES: dict[str, Action] = {UPLOAD_PACK: Action.READ, RECEIVE_PACK: Action.WRITE}
 NOT_SERVED = "Not found. hfgit serves git over the smart HTTP protocol only."
 NO_CACHE = "no-cache, max-age=0, must-revalidate"
+#: The one ``Git-Protocol`` value acted on, byte for byte (as Gitaly does); any other
+#: value is ignored and the answer is v0. Nothing else from the client reaches git.
+PROTOCOL_V2 = "version=2"
 
 
 class GitService(Surface):
@@ -47,6 +51,8 @@ class GitService(Surface):
             FetchLimits.from_settings(settings),
             PushLimits.from_settings(settings),
             self._record_push,
+            git=GitBinary.find(settings.data_dir),
+            max_pack_processes=settings.max_pack_processes,
         )
         self.handlers = service_handlers(settings.git_engine, context)
 
@@ -82,10 +88,12 @@ class GitService(Surface):
         assert access.repo is not None
         try:
             repo = Repo(str(self.accounts.repos.path(access.repo)), bare=True)
-        except NotGitRepository:
-            log.error("repository storage missing for %s", access.repo.repo_id)
+        except (NotGitRepository, ValueError, OSError) as error:
+            # Missing, or unreadable (dulwich raises ValueError on a broken config).
+            log.error("repository storage unusable for %s: %s", access.repo.repo_id, error)
             raise Refusal(503, "This repository's storage is unavailable.") from None
-        return GitSession(service, repo, access.repo, access.caller)
+        v2 = request.headers.get("Git-Protocol") == PROTOCOL_V2
+        return GitSession(service, repo, access.repo, access.caller, protocol_v2=v2)
 
     def _serve(self, request: Request, repo_id: RepoId, service: str, limit: int):
         session = self._open(request, repo_id, service)

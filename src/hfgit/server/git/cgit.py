@@ -1,0 +1,129 @@
+"""The ``git`` engine: fetches answered by ``git upload-pack``, pushes by hfgit's own.
+
+Pack generation in Python is several times slower than C git (``PERF-LEVERS.md``), so
+``git upload-pack --stateless-rpc`` answers both halves of a fetch. Everything that
+decides stays in Python and runs first: the gate, then :mod:`.wants` on the whole
+request body (C git would serve any existing object in protocol v2), then
+:func:`.reach.check_wants`. git runs as :mod:`.gitproc` runs it, holding a
+:class:`.slots.PackSlots` slot while it builds a pack, and its answer is relayed in
+64 KiB chunks: the worker's memory stays flat whatever the pack's size. A client that
+goes away ends the relay with an error, and the process group is killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+
+from ..refusal import Refusal
+from .engines import (
+    RECEIVE_PACK,
+    UPLOAD_PACK,
+    EngineContext,
+    GitSession,
+    ServiceHandler,
+    dulwich_engine,
+    read_all,
+    register,
+)
+from .gitproc import GitBinary
+from .reach import check_wants
+from .slots import PackSlots
+from .wants import FetchLimits, FetchRefused, parse
+
+log = logging.getLogger(__name__)
+
+
+class GitUploadPack:
+    """``git upload-pack --stateless-rpc`` behind the fetch rules."""
+
+    def __init__(
+        self, git: GitBinary, limits: FetchLimits, slots: PackSlots, pack_threads: int
+    ) -> None:
+        self.git = git
+        self.limits = limits
+        self.slots = slots
+        self.config = (
+            # The wants were checked against the current refs before git runs.
+            "uploadpack.allowAnySHA1InWant=true",
+            "uploadpack.allowFilter=true",
+            f"pack.threads={pack_threads}",
+        )
+
+    def _run(
+        self,
+        session: GitSession,
+        write: Callable[[bytes], object],
+        *options: str,
+        body: bytes,
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
+        """Run upload-pack on the repository the gate resolved, relaying its answer."""
+        process = self.git.spawn(
+            self.config,
+            "upload-pack",
+            "--stateless-rpc",
+            "--strict",
+            *options,
+            "--",
+            os.path.abspath(session.repo.path),
+            input=body,
+            protocol_v2=session.protocol_v2,
+            pass_fds=pass_fds,
+        )
+        wrote = False
+        try:
+            for chunk in process.chunks():
+                write(chunk)
+                wrote = True
+        finally:
+            status = process.close()
+        if status != 0:
+            log.warning(
+                "git upload-pack on %s exited %s: %s",
+                session.record.repo_id,
+                status,
+                process.stderr.decode("utf-8", "replace").strip()[-500:],
+            )
+            if not wrote:
+                raise FetchRefused("upload-pack: the server could not answer this request")
+
+    def advertise(self, session: GitSession, write: Callable[[bytes], object]) -> None:
+        try:
+            self._run(session, write, "--advertise-refs", body=b"")
+        except FetchRefused:
+            # git could not read the repository (logged): the storage's fault, not the client's.
+            raise Refusal(503, "This repository's storage is unavailable.") from None
+
+    def serve(
+        self,
+        session: GitSession,
+        read: Callable[[int], bytes],
+        write: Callable[[bytes], object],
+    ) -> None:
+        body = read_all(read)
+        request = parse(body, self.limits, v2=session.protocol_v2, allow_filter=True)
+        if request.command is None:
+            return
+        check_wants(session.repo, request.wants, self.git)
+        if request.command == "ls-refs":
+            self._run(session, write, body=body)
+            return
+        with self.slots.hold() as fd:
+            self._run(session, write, body=body, pass_fds=(fd,))
+
+
+def git_engine(context: EngineContext) -> Mapping[str, ServiceHandler]:
+    """C git for fetches; pushes stay on hfgit's checked, atomic receive-pack."""
+    if context.git is None:
+        raise ValueError("The git engine needs a git binary on PATH (or use --engine dulwich).")
+    cpus = os.cpu_count() or 1
+    threads = max(1, cpus // context.max_pack_processes)
+    data_dir = context.git.home.parent
+    slots = PackSlots(data_dir / "run" / "pack-slots", context.max_pack_processes)
+    upload = GitUploadPack(context.git, context.fetch_limits, slots, threads)
+    return {UPLOAD_PACK: upload, RECEIVE_PACK: dulwich_engine(context)[RECEIVE_PACK]}
+
+
+register("git", git_engine)

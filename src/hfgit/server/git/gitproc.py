@@ -1,0 +1,215 @@
+"""Running the ``git`` binary safely: fixed arguments, a clean environment, no orphans.
+
+Forges that run C git were bitten by what git reads besides its arguments: planted
+``~/.gitconfig`` lines (``uploadpack.packObjectsHook``), hooks, argument injection
+(``PERF-LEVERS.md`` §2.2). So git here gets an environment built from scratch (no system
+or global config, ``HOME`` an empty directory hfgit owns, nothing inherited from the
+server's environment), hooks pointed at ``/dev/null``, and only arguments hfgit wrote;
+repository paths are the storage paths the gate resolved, after ``--``.
+
+Each process runs in a session of its own, so that :meth:`GitProcess.close` can kill
+the whole process group (``upload-pack`` forks ``pack-objects``) whether the answer was
+sent, the client went away or the worker is exiting.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Configuration every git run gets on its command line (protected config: a
+#: repository's own ``config`` cannot override what only protected config may set).
+BASE_CONFIG = (
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "uploadpack.allowRefInWant=false",
+    "uploadpack.allowSidebandAll=false",
+)
+#: Most bytes of a git process's stderr kept for the log.
+STDERR_KEPT = 8 * 1024
+CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class GitBinary:
+    """The ``git`` executable and the empty home directory it runs with."""
+
+    path: str
+    home: Path
+
+    @classmethod
+    def find(cls, data_dir: Path) -> GitBinary | None:
+        """The ``git`` on PATH, or None; its ``HOME`` is ``<data_dir>/git-home``, kept empty."""
+        path = shutil.which("git")
+        if path is None:
+            return None
+        home = data_dir / "git-home"
+        home.mkdir(parents=True, exist_ok=True)
+        # Read-only: nothing git (or anyone through it) runs can plant a config there.
+        home.chmod(0o500)
+        return cls(os.path.abspath(path), home)
+
+    def environment(self, *, protocol_v2: bool = False) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "XDG_CONFIG_HOME": str(self.home),
+            "LC_ALL": "C",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+        if protocol_v2:
+            env["GIT_PROTOCOL"] = "version=2"
+        return env
+
+    def argv(self, config: Sequence[str], *args: str) -> list[str]:
+        options = [part for item in (*BASE_CONFIG, *config) for part in ("-c", item)]
+        return [self.path, *options, *args]
+
+    def spawn(
+        self,
+        config: Sequence[str],
+        *args: str,
+        input: bytes = b"",
+        protocol_v2: bool = False,
+        pass_fds: Sequence[int] = (),
+    ) -> GitProcess:
+        return GitProcess(
+            self.argv(config, *args),
+            self.environment(protocol_v2=protocol_v2),
+            cwd=self.home,
+            input=input,
+            pass_fds=pass_fds,
+        )
+
+
+class GitProcess:
+    """One git process: input fed by a thread, output read in bounded chunks.
+
+    A thread writes ``input`` so that git can answer (and fill its stdout pipe) before it
+    has read everything, without either side blocking the other; another keeps the
+    first :data:`STDERR_KEPT` bytes of stderr and discards the rest.
+    """
+
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        *,
+        cwd: Path,
+        input: bytes,
+        pass_fds: Sequence[int] = (),
+    ) -> None:
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            pass_fds=tuple(pass_fds),
+        )
+        _LIVE.add(self)
+        self.stderr = b""
+        self._finished = False
+        self._threads = [
+            threading.Thread(target=self._feed, args=(input,), daemon=True),
+            threading.Thread(target=self._drain_stderr, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _feed(self, data: bytes) -> None:
+        stdin = self.popen.stdin
+        assert stdin is not None
+        try:
+            view = memoryview(data)
+            for start in range(0, len(view), CHUNK):
+                stdin.write(view[start : start + CHUNK])
+        except OSError:
+            pass  # git stopped reading: it answers (or fails) with what it has
+        finally:
+            with contextlib.suppress(OSError):
+                stdin.close()
+
+    def _drain_stderr(self) -> None:
+        stderr = self.popen.stderr
+        assert stderr is not None
+        kept = bytearray()
+        while chunk := stderr.read(CHUNK):
+            if len(kept) < STDERR_KEPT:
+                kept += chunk[: STDERR_KEPT - len(kept)]
+        self.stderr = bytes(kept)
+
+    def chunks(self) -> Iterator[bytes]:
+        """git's stdout, at most :data:`CHUNK` bytes at a time, as it comes."""
+        stdout = self.popen.stdout
+        assert stdout is not None
+        while chunk := stdout.read1(CHUNK):
+            yield chunk
+        self._finished = True
+
+    def close(self, grace: float = 5.0) -> int:
+        """Stop the process group and reap it; returns git's exit status.
+
+        A process whose output was read to the end gets ``grace`` seconds to exit by
+        itself; any other (the client went away, an error) is killed at once. The group
+        is killed before git itself is reaped: until then its pid, which is the group's
+        id, cannot be reused, so the signal reaches no stranger.
+        """
+        pid = self.popen.pid
+        if self._finished:
+            _wait_exit(pid, grace)
+        _kill_group(pid)
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
+        status = self.popen.wait()
+        for thread in self._threads:
+            thread.join(timeout=grace)
+        if self.popen.stderr is not None:
+            self.popen.stderr.close()
+        _LIVE.discard(self)
+        return status
+
+
+def _wait_exit(pid: int, timeout: float) -> None:
+    """Wait up to ``timeout`` for ``pid`` to exit, without reaping it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.005)
+
+
+#: Every git process not yet closed, killed if the worker exits first.
+_LIVE: set[GitProcess] = set()
+
+
+@atexit.register
+def kill_all() -> None:
+    """Kill every git process group this process started and has not closed.
+
+    For a worker that exits (or is aborted by gunicorn for a missed heartbeat) while
+    requests are still relaying git's output.
+    """
+    for process in list(_LIVE):
+        _kill_group(process.popen.pid)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
