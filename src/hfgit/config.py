@@ -78,6 +78,12 @@ class Settings:
     #: The engine that answers git's two services (``hfgit.server.git.engines``).
     git_engine: str = "dulwich"
 
+    #: Failed token authentications (git, API, LFS) allowed per client address and per
+    #: presented token within ``auth_window`` seconds before the gate answers 429.
+    auth_max_failures_client: int = 100
+    auth_max_failures_token: int = 20
+    auth_window: int = 600
+
     @property
     def embedded_database(self) -> bool:
         """True for the SQLite file hfgit keeps in its data directory when none is configured:
@@ -138,6 +144,13 @@ class Settings:
                 "HFGIT_LOGIN_MAX_FAILURES_ACCOUNT", cls.login_max_failures_account
             ),
             login_window=_env_int("HFGIT_LOGIN_WINDOW", cls.login_window),
+            auth_max_failures_client=_env_int(
+                "HFGIT_AUTH_MAX_FAILURES_CLIENT", cls.auth_max_failures_client
+            ),
+            auth_max_failures_token=_env_int(
+                "HFGIT_AUTH_MAX_FAILURES_TOKEN", cls.auth_max_failures_token
+            ),
+            auth_window=_env_int("HFGIT_AUTH_WINDOW", cls.auth_window),
         )
 
 
