@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from . import __version__, client
-from .accounts import Accounts, AccountsError, InvalidInput, parse_scope
+from .accounts import Accounts, AccountsError, InvalidInput, StorageUnavailable, parse_scope
 from .config import MiB, Settings
 from .lfs.gc import collect
 from .lfs.storage import open_storage
@@ -165,9 +165,13 @@ def cmd_repo_maintain(args, settings) -> int:
     failed = 0
     for record in records:
         name = f"{record.facts.type} {record.facts.repo_id}"
-        path = accounts.repos.path(record)
         try:
+            path = accounts.repos.path(record)
             report = maintain(path, policy, force=args.force)
+        except StorageUnavailable as error:
+            failed += 1
+            print(f"{name}: {error}", file=sys.stderr)
+            continue
         except FileNotFoundError:
             failed += 1
             print(f"{name}: storage missing ({path})", file=sys.stderr)
@@ -459,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.load(args.data_dir, args.database_url)
         return args.func(args, settings)
-    except (AccountsError, InvalidName, SchemaOutOfDate, ValueError) as exc:
+    except (AccountsError, InvalidName, SchemaOutOfDate, StorageUnavailable, ValueError) as exc:
         print(f"hfgit: error: {exc}", file=sys.stderr)
         return 1
     except DatabaseUnavailable:

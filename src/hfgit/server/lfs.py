@@ -114,6 +114,8 @@ class LfsService(Surface):
         access = self.gate.require(
             caller, repo, Action.WRITE if operation == "upload" else Action.READ
         )
+        # A repository whose storage is not what it must be is served by no surface.
+        self.accounts.repos.path(access.repo)
         objects = body["objects"]
         valid = [o for o in objects if self._object_problem(o) is None]
         held = self.objects.sizes(access.repo.id, (o["oid"] for o in valid))
@@ -288,6 +290,7 @@ class LfsService(Surface):
             raise Refusal(
                 403, f"Access changed since this transfer URL was issued: {access.decision.message}"
             )
+        self.accounts.repos.path(record)
         return access
 
     # File locking

@@ -8,7 +8,7 @@ objects and locks) become refusals in :func:`refusal_for`, one table for every s
 
 from __future__ import annotations
 
-from ..accounts import AccountsError, Conflict, NotFound
+from ..accounts import AccountsError, Conflict, NotFound, StorageUnavailable
 from ..lfs import ObjectMismatch, ObjectMissing
 from ..lfs.locks import InvalidLockRequest
 from ..names import InvalidName
@@ -58,6 +58,7 @@ _STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (InvalidLockRequest, 422),
     (ObjectMismatch, 422),
     (InvalidName, 400),
+    (StorageUnavailable, 503),
     (AccountsError, 400),
 )
 
