@@ -7,6 +7,7 @@ person should read goes to stderr. Errors exit non-zero with a message saying wh
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 
 from . import __version__, client
 from .accounts import Accounts, AccountsError, InvalidInput, StorageUnavailable, parse_scope
-from .config import MiB, Settings
+from .config import MiB, Settings, parse_public_url
 from .lfs.gc import collect
 from .lfs.storage import open_storage
 from .names import REPO_TYPES, InvalidName, RepoId
@@ -62,6 +63,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     options = ServeOptions(
         host=args.host, port=args.port, workers=args.workers, threads=args.threads
     )
+    if args.public_url:
+        settings = dataclasses.replace(settings, public_url=parse_public_url(args.public_url))
     serve(settings, options)
     return 0
 
@@ -324,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument("--workers", type=int, default=2, help="worker processes")
     serve.add_argument("--threads", type=int, default=8, help="threads per worker process")
+    serve.add_argument(
+        "--public-url",
+        help="URL clients reach this server at, for the absolute URLs it hands out "
+        "(default: HFGIT_PUBLIC_URL, else the listening address)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     user = commands.add_parser("user", help="manage users").add_subparsers(

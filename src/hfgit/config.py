@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 MiB = 1024 * 1024
 
@@ -57,8 +58,6 @@ class Settings:
     #: S3-compatible endpoint (None: AWS itself); credentials come from boto3's usual chain.
     lfs_s3_endpoint: str | None = None
     lfs_s3_bucket: str | None = None
-    #: Base URL clients reach this server at, for LFS transfer hrefs (None: from the request).
-    lfs_public_url: str | None = None
     #: Seconds a signed LFS transfer URL stays valid.
     lfs_url_ttl: int = 3600
     #: Believe X-Forwarded-For/-Proto/-Host from one reverse proxy (session cookies get
@@ -83,6 +82,12 @@ class Settings:
     auth_max_failures_client: int = 100
     auth_max_failures_token: int = 20
     auth_window: int = 600
+
+    #: The URL clients reach this server at (``https://git.example.com``): the base of
+    #: every absolute URL it hands out (``hfgit.server.urls``). None: see ``listen_url``.
+    public_url: str | None = None
+    #: ``http://host:port`` that ``hfgit serve`` listens on; it sets this itself.
+    listen_url: str | None = None
 
     @property
     def embedded_database(self) -> bool:
@@ -134,7 +139,6 @@ class Settings:
             lfs_storage=_env_choice("HFGIT_LFS_STORAGE", ("local", "s3"), cls.lfs_storage),
             lfs_s3_endpoint=os.environ.get("HFGIT_LFS_S3_ENDPOINT") or None,
             lfs_s3_bucket=os.environ.get("HFGIT_LFS_S3_BUCKET") or None,
-            lfs_public_url=(os.environ.get("HFGIT_LFS_PUBLIC_URL") or "").rstrip("/") or None,
             lfs_url_ttl=_env_int("HFGIT_LFS_URL_TTL", cls.lfs_url_ttl),
             trust_proxy=_env_choice("HFGIT_TRUST_PROXY", ("0", "1"), "0") == "1",
             login_max_failures_client=_env_int(
@@ -151,7 +155,26 @@ class Settings:
                 "HFGIT_AUTH_MAX_FAILURES_TOKEN", cls.auth_max_failures_token
             ),
             auth_window=_env_int("HFGIT_AUTH_WINDOW", cls.auth_window),
+            # HFGIT_LFS_PUBLIC_URL is the name of earlier releases, kept as an alias.
+            public_url=parse_public_url(
+                os.environ.get("HFGIT_PUBLIC_URL") or os.environ.get("HFGIT_LFS_PUBLIC_URL")
+            ),
         )
+
+
+def parse_public_url(value: str | None) -> str | None:
+    """A configured public URL, checked: ``http(s)://host[:port][/prefix]``, no trailing ``/``."""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("The public URL must not carry a username or password.")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(
+            f"The public URL (HFGIT_PUBLIC_URL, --public-url) must look like "
+            f"https://git.example.com[/prefix], not {value!r}."
+        )
+    return value.rstrip("/")
 
 
 def _env_int(name: str, default: int) -> int:

@@ -6,8 +6,11 @@ gunicorn decodes chunked request bodies itself (and says so with
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import shlex
 import shutil
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,13 +86,31 @@ def _hfgit_command() -> str:
     return shlex.quote(str(installed)) if installed.exists() else "hfgit"
 
 
+def listen_url(host: str, port: int) -> str:
+    """The URL of the listening address; for a wildcard one, this machine's name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"http://{host}:{port}"
+    if address.is_unspecified:
+        return f"http://{socket.getfqdn()}:{port}"
+    return f"http://[{host}]:{port}" if address.version == 6 else f"http://{host}:{port}"
+
+
 def serve(settings: Settings, options: ServeOptions) -> None:
     """Create the data directory and schema once, say how to start, then serve forever."""
     accounts = Accounts.open(settings)
     has_users = bool(accounts.users.list_users())
     accounts.store.dispose()
-    url = f"http://{options.host}:{options.port}"
+    url = listen_url(options.host, options.port)
+    settings = dataclasses.replace(settings, listen_url=url)
     print(f"hfgit serving {url}  (data: {settings.data_dir})", file=sys.stderr)
+    if settings.public_url is None and not settings.trust_proxy:
+        print(
+            f"Absolute URLs (LFS transfers, API) use {url}; clients that reach this server "
+            "by another name need --public-url (HFGIT_PUBLIC_URL).",
+            file=sys.stderr,
+        )
     if not has_users:
         flag = f" --data-dir {shlex.quote(str(settings.data_dir))}"
         hfgit = _hfgit_command()

@@ -65,7 +65,7 @@ class HfGitApp:
         self.gate = Gate(accounts, AuthLimits.from_settings(settings))
         self.git = GitService(settings, accounts, self.gate)
         self.lfs = LfsService(settings, accounts, self.gate)
-        self.api = ApiService(accounts, self.gate)
+        self.api = ApiService(accounts, self.gate, settings)
         self.pages = PagesService(settings, accounts)
         self.site = SiteService(accounts)
         self.surfaces: dict[str, Surface] = {

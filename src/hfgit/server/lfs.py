@@ -17,7 +17,7 @@ import time
 from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
-from werkzeug.wsgi import get_current_url, wrap_file
+from werkzeug.wsgi import wrap_file
 
 from ..accounts import Accounts, Actor, AuthError, Caller
 from ..config import MiB, Settings
@@ -40,6 +40,7 @@ from .body import BodyError, open_body
 from .gate import Access, Gate
 from .refusal import Refusal
 from .surface import Surface
+from .urls import public_base
 
 MEDIA_TYPE = "application/vnd.git-lfs+json"
 OID_RE = re.compile(r"[0-9a-f]{64}")
@@ -119,7 +120,7 @@ class LfsService(Surface):
         objects = body["objects"]
         valid = [o for o in objects if self._object_problem(o) is None]
         held = self.objects.sizes(access.repo.id, (o["oid"] for o in valid))
-        base = self._base_url(request)
+        base = public_base(self.settings, request)
         expires = int(time.time()) + self.settings.lfs_url_ttl
         answers = []
         for item in objects:
@@ -202,11 +203,6 @@ class LfsService(Surface):
             "authenticated": True,
             "actions": {"upload": upload, "verify": verify},
         }
-
-    def _base_url(self, request: Request) -> str:
-        return self.settings.lfs_public_url or get_current_url(
-            request.environ, root_only=True
-        ).rstrip("/")
 
     def _signed_url(
         self, base: str, access: Access, operation: str, oid: str, size: int, expires: int
