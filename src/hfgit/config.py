@@ -89,6 +89,12 @@ class Settings:
     #: ``http://host:port`` that ``hfgit serve`` listens on; it sets this itself.
     listen_url: str | None = None
 
+    #: The crash sweep (``hfgit.server.git.sweep``) removes leftovers of killed pushes,
+    #: repacks and uploads older than ``sweep_grace_seconds``, at start and every
+    #: ``sweep_interval`` seconds in each worker.
+    sweep_grace_seconds: int = 600
+    sweep_interval: int = 3600
+
     @property
     def embedded_database(self) -> bool:
         """True for the SQLite file hfgit keeps in its data directory when none is configured:
@@ -159,6 +165,8 @@ class Settings:
             public_url=parse_public_url(
                 os.environ.get("HFGIT_PUBLIC_URL") or os.environ.get("HFGIT_LFS_PUBLIC_URL")
             ),
+            sweep_grace_seconds=_env_int("HFGIT_SWEEP_GRACE_SECONDS", cls.sweep_grace_seconds),
+            sweep_interval=_env_int("HFGIT_SWEEP_INTERVAL", cls.sweep_interval),
         )
 
 

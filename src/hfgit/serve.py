@@ -72,9 +72,12 @@ class GunicornServer(BaseApplication):
 
     def load(self):
         from .server import create_app
+        from .server.git.sweep import PeriodicSweep
 
         # Each worker opens its own database engine: connections must not cross a fork.
-        return create_app(self.settings, Accounts.open(self.settings, create=False))
+        app = create_app(self.settings, Accounts.open(self.settings, create=False))
+        PeriodicSweep(self.settings).start()
+        return app
 
 
 def _hfgit_command() -> str:
@@ -120,6 +123,17 @@ def serve(settings: Settings, options: ServeOptions) -> None:
             f"  {hfgit} repo create alice/my-model --private{flag}\n"
             f"  {hfgit} token create alice --name laptop --role write{flag}\n"
             f"Then: git clone {url}/alice/my-model  (username: alice, password: the token)",
+            file=sys.stderr,
+        )
+    from .server.git.sweep import recover_at_start
+
+    # Before any worker exists: what killed pushes and uploads left goes now.
+    recovered = recover_at_start(settings)
+    if recovered.total:
+        print(
+            f"Recovered after a crash: {recovered.quarantines} push quarantines, "
+            f"{recovered.temp_packs} temporary packs, {recovered.ref_locks} stale ref locks, "
+            f"{recovered.deleted_repos} half-deleted repositories removed.",
             file=sys.stderr,
         )
     GunicornServer(settings, options).run()

@@ -109,6 +109,10 @@ class Storage(ABC):
     def remove_leftovers(self, cutoff: float) -> None:
         """Delete what uploads that crashed left behind before ``cutoff``."""
 
+    @abstractmethod
+    def restore_set_aside(self, cutoff: float) -> int:
+        """Put back the copies a killed gc set aside before ``cutoff``; how many."""
+
 
 class LocalStorage(Storage):
     """Objects under ``root/objects/ab/cd/<oid>``; uploads staged in ``root/tmp``."""
@@ -204,6 +208,27 @@ class LocalStorage(Storage):
         os.unlink(aside)
         return True
 
+    def restore_set_aside(self, cutoff: float) -> int:
+        """A gc killed between setting a copy aside (``<oid>.gc``) and deciding on it
+        leaves the only copy there: put it back (the next gc decides again). The rename
+        set the file's ctime, so one younger than ``cutoff`` may be a live gc's."""
+        restored = 0
+        for root, _dirs, files in os.walk(self.root / "objects"):
+            for name in files:
+                if not (name.endswith(".gc") and _OID.fullmatch(name[:-3])):
+                    continue
+                aside = os.path.join(root, name)
+                try:
+                    if os.stat(aside).st_ctime > cutoff:
+                        continue
+                    with suppress(FileExistsError):
+                        os.link(aside, aside[:-3])
+                    os.unlink(aside)
+                except FileNotFoundError:
+                    continue
+                restored += 1
+        return restored
+
     def remove_leftovers(self, cutoff: float) -> None:
         if not self.tmp.is_dir():
             return
@@ -289,6 +314,10 @@ class S3Storage(Storage):
 
     def remove_leftovers(self, cutoff: float) -> None:
         """Nothing to do: an upload to the bucket is whole or absent."""
+
+    def restore_set_aside(self, cutoff: float) -> int:
+        """Nothing to do: gc deletes a bucket's object in one request."""
+        return 0
 
     def _verify(self, key: str, oid: str, size: int) -> bool:
         """True when ``key`` holds exactly ``oid``; a wrong object is deleted."""
