@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..config import MiB, Settings
+from ..disk import out_of_space
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,17 @@ class ObjectMismatch(ValueError):
 
 class ObjectMissing(LookupError):
     """The bytes asked for are not in this storage, or not served through hfgit."""
+
+
+class StorageFull(Exception):
+    """The storage has no room for an upload; nothing of it was kept."""
+
+
+def _raise_if_full(error: OSError) -> None:
+    if out_of_space(error):
+        raise StorageFull(
+            "The server is out of disk space; the upload was not stored. Try again later."
+        ) from error
 
 
 def _mismatch(oid: str, size: int, got_size: int, got_oid: str) -> ObjectMismatch:
@@ -153,10 +165,14 @@ class LocalStorage(Storage):
         Each upload writes its own temporary file and renames it into place atomically,
         so concurrent uploads of one object are safe and a failed one leaves nothing.
         """
-        self.tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
         digest = hashlib.sha256()
         received = 0
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix=f"{oid[:16]}-")
+        try:
+            self.tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, name = tempfile.mkstemp(dir=self.tmp, prefix=f"{oid[:16]}-")
+        except OSError as error:
+            _raise_if_full(error)
+            raise
         try:
             with os.fdopen(fd, "wb") as out:
                 while chunk := read(CHUNK):
@@ -172,6 +188,9 @@ class LocalStorage(Storage):
             final = self.path(oid)
             final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.replace(name, final)
+        except OSError as error:
+            _raise_if_full(error)
+            raise
         finally:
             if os.path.exists(name):
                 os.unlink(name)

@@ -9,7 +9,7 @@ objects and locks) become refusals in :func:`refusal_for`, one table for every s
 from __future__ import annotations
 
 from ..accounts import AccountsError, Conflict, NotFound, StorageUnavailable
-from ..lfs import ObjectMismatch, ObjectMissing
+from ..lfs import ObjectMismatch, ObjectMissing, StorageFull
 from ..lfs.locks import InvalidLockRequest
 from ..names import InvalidName
 from ..policy import Deny
@@ -59,6 +59,7 @@ _STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (ObjectMismatch, 422),
     (InvalidName, 400),
     (StorageUnavailable, 503),
+    (StorageFull, 507),
     (AccountsError, 400),
 )
 
