@@ -13,6 +13,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from _wire import PushTarget, push_body, report_status, snapshot
+from hfgit.accounts import Accounts
+from hfgit.config import Settings
+from hfgit.names import RepoId
+from hfgit.server.git.sweep import recover_at_start
 from hubtest import Git, Hub, MakeHub, basic_auth
 
 GRACE = {"HFGIT_SWEEP_GRACE_SECONDS": "1"}
@@ -168,3 +172,21 @@ def test_a_live_push_survives_sweeps(make_hub: MakeHub, git: Git, tmp_path: Path
     assert target.refs()["refs/heads/main"] == push.commit
     assert traces(target.path) == []
     git.run("--git-dir", str(target.path), "fsck", "--strict")
+
+
+def test_the_sweep_follows_no_link(accounts: Accounts, data_dir: Path, tmp_path: Path) -> None:
+    """Links where leftovers would be are left alone, and so is what they point at."""
+    accounts.users.create_user("alice")
+    record = accounts.repos.create(RepoId.parse("alice/model"))
+    outside = tmp_path / "outside"
+    (outside / "incoming-old").mkdir(parents=True)
+    keep = plant_old(outside / "incoming-old" / "tmp_pack_keep")
+    objects = accounts.repos.path(record) / "objects"
+    (objects / "incoming-link").symlink_to(outside / "incoming-old")
+    (accounts.repos_dir / f"{'f' * 32}.git").symlink_to(outside)
+    for path in (objects / "incoming-link", outside / "incoming-old", outside):
+        os.utime(path, (time.time() - 3600,) * 2, follow_symlinks=False)
+
+    recover_at_start(Settings.load(data_dir))
+    assert keep.exists()
+    assert (objects / "incoming-link").is_symlink()

@@ -106,8 +106,10 @@ def sweep_repository(
                     if free:
                         shutil.rmtree(entry)
                         report.quarantines += 1
-            except (FileNotFoundError, NotADirectoryError):
-                continue
+            except FileNotFoundError:
+                continue  # its push just finished
+            except OSError as error:  # a link or a file by that name: not ours to touch
+                log.warning("left %s alone: %s", entry, error)
     with maintenance_lock(path) as free:
         if free:
             report.temp_packs = _sweep_temp_packs(objects, cutoff)
@@ -133,9 +135,12 @@ def _sweep_temp_packs(objects: str, cutoff: float) -> int:
             if not (name.startswith(TEMP_PACK_PREFIXES) or dulwich_temp):
                 continue
             entry = os.path.join(directory, name)
-            if _older(entry, cutoff) and stat.S_ISREG(os.lstat(entry).st_mode):
-                os.unlink(entry)
-                removed += 1
+            try:
+                if _older(entry, cutoff) and stat.S_ISREG(os.lstat(entry).st_mode):
+                    os.unlink(entry)
+                    removed += 1
+            except FileNotFoundError:
+                continue
     return removed
 
 
@@ -168,9 +173,13 @@ def sweep_all(settings: Settings) -> SweepReport:
         if not entry.is_dir(follow_symlinks=False):
             continue
         if entry.name.endswith(".git"):
-            found = sweep_repository(
-                entry.path, grace=grace, stale_lock_seconds=settings.stale_lock_seconds
-            )
+            try:
+                found = sweep_repository(
+                    entry.path, grace=grace, stale_lock_seconds=settings.stale_lock_seconds
+                )
+            except OSError as error:  # one unreadable repository must not stop the rest
+                log.warning("could not sweep repository storage %s: %s", entry.name, error)
+                continue
             report.add(found)
             if found.total:
                 log.warning(
