@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from . import __version__, client
-from .accounts import Accounts, AccountsError, InvalidInput, parse_scope
-from .config import GIT_ENGINES, MiB, Settings
+from .accounts import Accounts, AccountsError, InvalidInput, StorageUnavailable, parse_scope
+from .config import GIT_ENGINES, MiB, Settings, parse_public_url
 from .lfs.gc import collect
 from .lfs.storage import open_storage
 from .names import REPO_TYPES, InvalidName, RepoId
@@ -65,6 +65,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     )
     if args.engine is not None:
         settings = dataclasses.replace(settings, git_engine=args.engine)
+    if args.public_url:
+        settings = dataclasses.replace(settings, public_url=parse_public_url(args.public_url))
     serve(settings, options)
     return 0
 
@@ -168,9 +170,13 @@ def cmd_repo_maintain(args, settings) -> int:
     failed = 0
     for record in records:
         name = f"{record.facts.type} {record.facts.repo_id}"
-        path = accounts.repos.path(record)
         try:
+            path = accounts.repos.path(record)
             report = maintain(path, policy, force=args.force)
+        except StorageUnavailable as error:
+            failed += 1
+            print(f"{name}: {error}", file=sys.stderr)
+            continue
         except FileNotFoundError:
             failed += 1
             print(f"{name}: storage missing ({path})", file=sys.stderr)
@@ -329,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="what answers fetches: git (C git), dulwich, or auto, the default: git when "
         "a git binary is on PATH (default: $HFGIT_GIT_ENGINE or auto)",
     )
+    serve.add_argument(
+        "--public-url",
+        help="URL clients reach this server at, for the absolute URLs it hands out "
+        "(default: HFGIT_PUBLIC_URL, else the listening address)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     user = commands.add_parser("user", help="manage users").add_subparsers(
@@ -468,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.load(args.data_dir, args.database_url)
         return args.func(args, settings)
-    except (AccountsError, InvalidName, SchemaOutOfDate, ValueError) as exc:
+    except (AccountsError, InvalidName, SchemaOutOfDate, StorageUnavailable, ValueError) as exc:
         print(f"hfgit: error: {exc}", file=sys.stderr)
         return 1
     except DatabaseUnavailable:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 MiB = 1024 * 1024
 GIT_ENGINES = ("auto", "git", "dulwich")
@@ -58,8 +59,6 @@ class Settings:
     #: S3-compatible endpoint (None: AWS itself); credentials come from boto3's usual chain.
     lfs_s3_endpoint: str | None = None
     lfs_s3_bucket: str | None = None
-    #: Base URL clients reach this server at, for LFS transfer hrefs (None: from the request).
-    lfs_public_url: str | None = None
     #: Seconds a signed LFS transfer URL stays valid.
     lfs_url_ttl: int = 3600
     #: Believe X-Forwarded-For/-Proto/-Host from one reverse proxy (session cookies get
@@ -81,6 +80,24 @@ class Settings:
     git_engine: str = "auto"
     #: Most pack generations (C git's ``pack-objects``) at once on this host.
     max_pack_processes: int = os.cpu_count() or 1
+
+    #: Failed token authentications (git, API, LFS) allowed per client address and per
+    #: presented token within ``auth_window`` seconds before the gate answers 429.
+    auth_max_failures_client: int = 100
+    auth_max_failures_token: int = 20
+    auth_window: int = 600
+
+    #: The URL clients reach this server at (``https://git.example.com``): the base of
+    #: every absolute URL it hands out (``hfgit.server.urls``). None: see ``listen_url``.
+    public_url: str | None = None
+    #: ``http://host:port`` that ``hfgit serve`` listens on; it sets this itself.
+    listen_url: str | None = None
+
+    #: The crash sweep (``hfgit.server.git.sweep``) removes leftovers of killed pushes,
+    #: repacks and uploads older than ``sweep_grace_seconds``, at start and every
+    #: ``sweep_interval`` seconds in each worker.
+    sweep_grace_seconds: int = 600
+    sweep_interval: int = 3600
 
     @property
     def embedded_database(self) -> bool:
@@ -132,7 +149,6 @@ class Settings:
             lfs_storage=_env_choice("HFGIT_LFS_STORAGE", ("local", "s3"), cls.lfs_storage),
             lfs_s3_endpoint=os.environ.get("HFGIT_LFS_S3_ENDPOINT") or None,
             lfs_s3_bucket=os.environ.get("HFGIT_LFS_S3_BUCKET") or None,
-            lfs_public_url=(os.environ.get("HFGIT_LFS_PUBLIC_URL") or "").rstrip("/") or None,
             lfs_url_ttl=_env_int("HFGIT_LFS_URL_TTL", cls.lfs_url_ttl),
             trust_proxy=_env_choice("HFGIT_TRUST_PROXY", ("0", "1"), "0") == "1",
             login_max_failures_client=_env_int(
@@ -144,7 +160,35 @@ class Settings:
             login_window=_env_int("HFGIT_LOGIN_WINDOW", cls.login_window),
             git_engine=_env_choice("HFGIT_GIT_ENGINE", GIT_ENGINES, cls.git_engine),
             max_pack_processes=_env_int("HFGIT_MAX_PACK_PROCESSES", cls.max_pack_processes),
+            auth_max_failures_client=_env_int(
+                "HFGIT_AUTH_MAX_FAILURES_CLIENT", cls.auth_max_failures_client
+            ),
+            auth_max_failures_token=_env_int(
+                "HFGIT_AUTH_MAX_FAILURES_TOKEN", cls.auth_max_failures_token
+            ),
+            auth_window=_env_int("HFGIT_AUTH_WINDOW", cls.auth_window),
+            # HFGIT_LFS_PUBLIC_URL is the name of earlier releases, kept as an alias.
+            public_url=parse_public_url(
+                os.environ.get("HFGIT_PUBLIC_URL") or os.environ.get("HFGIT_LFS_PUBLIC_URL")
+            ),
+            sweep_grace_seconds=_env_int("HFGIT_SWEEP_GRACE_SECONDS", cls.sweep_grace_seconds),
+            sweep_interval=_env_int("HFGIT_SWEEP_INTERVAL", cls.sweep_interval),
         )
+
+
+def parse_public_url(value: str | None) -> str | None:
+    """A configured public URL, checked: ``http(s)://host[:port][/prefix]``, no trailing ``/``."""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("The public URL must not carry a username or password.")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(
+            f"The public URL (HFGIT_PUBLIC_URL, --public-url) must look like "
+            f"https://git.example.com[/prefix], not {value!r}."
+        )
+    return value.rstrip("/")
 
 
 def _env_int(name: str, default: int) -> int:

@@ -6,8 +6,11 @@ gunicorn decodes chunked request bodies itself (and says so with
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import shlex
 import shutil
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,9 +75,12 @@ class GunicornServer(BaseApplication):
 
     def load(self):
         from .server import create_app
+        from .server.git.sweep import PeriodicSweep
 
         # Each worker opens its own database engine: connections must not cross a fork.
-        return create_app(self.settings, Accounts.open(self.settings, create=False))
+        app = create_app(self.settings, Accounts.open(self.settings, create=False))
+        PeriodicSweep(self.settings).start()
+        return app
 
 
 def _kill_git_processes(worker) -> None:
@@ -106,14 +112,32 @@ def _engine_line(settings: Settings) -> str:
     return f"{engine}{where}{chosen}"
 
 
+def listen_url(host: str, port: int) -> str:
+    """The URL of the listening address; for a wildcard one, this machine's name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"http://{host}:{port}"
+    if address.is_unspecified:
+        return f"http://{socket.getfqdn()}:{port}"
+    return f"http://[{host}]:{port}" if address.version == 6 else f"http://{host}:{port}"
+
+
 def serve(settings: Settings, options: ServeOptions) -> None:
     """Create the data directory and schema once, say how to start, then serve forever."""
     accounts = Accounts.open(settings)
     has_users = bool(accounts.users.list_users())
     accounts.store.dispose()
-    url = f"http://{options.host}:{options.port}"
+    url = listen_url(options.host, options.port)
+    settings = dataclasses.replace(settings, listen_url=url)
     print(f"hfgit serving {url}  (data: {settings.data_dir})", file=sys.stderr)
     print(f"git engine: {_engine_line(settings)}", file=sys.stderr)
+    if settings.public_url is None and not settings.trust_proxy:
+        print(
+            f"Absolute URLs (LFS transfers, API) use {url}; clients that reach this server "
+            "by another name need --public-url (HFGIT_PUBLIC_URL).",
+            file=sys.stderr,
+        )
     if not has_users:
         flag = f" --data-dir {shlex.quote(str(settings.data_dir))}"
         hfgit = _hfgit_command()
@@ -123,6 +147,17 @@ def serve(settings: Settings, options: ServeOptions) -> None:
             f"  {hfgit} repo create alice/my-model --private{flag}\n"
             f"  {hfgit} token create alice --name laptop --role write{flag}\n"
             f"Then: git clone {url}/alice/my-model  (username: alice, password: the token)",
+            file=sys.stderr,
+        )
+    from .server.git.sweep import recover_at_start
+
+    # Before any worker exists: what killed pushes and uploads left goes now.
+    recovered = recover_at_start(settings)
+    if recovered.total:
+        print(
+            f"Recovered after a crash: {recovered.quarantines} push quarantines, "
+            f"{recovered.temp_packs} temporary packs, {recovered.ref_locks} stale ref locks, "
+            f"{recovered.deleted_repos} half-deleted repositories removed.",
             file=sys.stderr,
         )
     GunicornServer(settings, options).run()

@@ -12,7 +12,14 @@ from pathlib import Path
 from ..config import Settings
 from ..store import Store
 from .audit import AuditLog
-from .errors import AccountsError, AuthError, Conflict, InvalidInput, NotFound
+from .errors import (
+    AccountsError,
+    AuthError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    StorageUnavailable,
+)
 from .gated import GatedAccess
 from .logins import LoginFailures
 from .lookups import Lookups
@@ -32,6 +39,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "RepoRecord",
+    "StorageUnavailable",
     "TokenRecord",
     "make_scope",
     "parse_scope",

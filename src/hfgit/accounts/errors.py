@@ -19,6 +19,11 @@ class InvalidInput(AccountsError):
     pass
 
 
+class StorageUnavailable(Exception):
+    """A repository's storage is missing or is not what it must be (a plain directory
+    inside the repositories directory); it is not served. Not the caller's to correct."""
+
+
 class AuthError(Exception):
     """Credentials that do not identify anyone; ``kind`` picks the message to show."""
 

@@ -18,18 +18,51 @@ import sqlalchemy as sa
 
 from ..store import Store, login_failures
 
+#: The key prefixes of the settings pages' limiter; the gate's have their own.
+LOGIN_KEYS = ("client:", "account:")
+
 
 class LoginFailures:
-    """The failed logins, by key: ``client:<addr>`` or ``account:<name>``."""
+    """The failed logins, by key: ``client:<addr>`` or ``account:<name>`` for the
+    settings pages, ``auth-client:<addr>`` or ``auth-token:<hash>`` for the gate."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def record_failure(self, keys: Iterable[str], *, at: float, forget_before: float) -> None:
-        """Note one failed login under each key, dropping entries older than ``forget_before``."""
+    def record_failure(
+        self,
+        keys: Iterable[str],
+        *,
+        at: float,
+        forget_before: float,
+        sweep: tuple[str, ...] = LOGIN_KEYS,
+    ) -> None:
+        """Note one failure under each key, dropping entries older than ``forget_before``
+        among the keys that start with one of ``sweep`` (each limiter has its own window)."""
         with self.store.begin() as conn:
-            conn.execute(login_failures.delete().where(login_failures.c.at < forget_before))
-            conn.execute(login_failures.insert(), [{"key": key, "at": at} for key in keys])
+            _record(conn, keys, at=at, forget_before=forget_before, sweep=sweep)
+
+    def record_unless_over(
+        self, limits: dict[str, int], *, at: float, window: float, sweep: tuple[str, ...]
+    ) -> int | None:
+        """One transaction: the seconds to wait when a key already has its limit of
+        failures within ``window``; otherwise note one more under every key, and None."""
+        since = at - window
+        with self.store.begin() as conn:
+            rows = conn.execute(
+                sa.select(login_failures.c.key, sa.func.count(), sa.func.min(login_failures.c.at))
+                .where(login_failures.c.key.in_(list(limits)), login_failures.c.at > since)
+                .group_by(login_failures.c.key)
+            ).all()
+            waits = [
+                max(1, math.ceil(oldest + window - at))
+                for key, count, oldest in rows
+                if count >= limits[key]
+            ]
+            if waits:
+                return max(waits)
+            _record(conn, limits, at=at, forget_before=since, sweep=sweep)
+        return None
 
     def count_failures(self, key: str, *, since: float) -> tuple[int, float | None]:
         """How many failures ``key`` has had after ``since``, and when the oldest of them was."""
@@ -44,6 +77,19 @@ class LoginFailures:
     def clear_failures(self, keys: Iterable[str]) -> None:
         with self.store.begin() as conn:
             conn.execute(login_failures.delete().where(login_failures.c.key.in_(list(keys))))
+
+
+def _record(
+    conn: sa.Connection,
+    keys: Iterable[str],
+    *,
+    at: float,
+    forget_before: float,
+    sweep: tuple[str, ...],
+) -> None:
+    old = sa.or_(*(login_failures.c.key.startswith(prefix) for prefix in sweep))
+    conn.execute(login_failures.delete().where(old, login_failures.c.at < forget_before))
+    conn.execute(login_failures.insert(), [{"key": key, "at": at} for key in keys])
 
 
 class LoginLimiter:

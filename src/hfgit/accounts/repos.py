@@ -5,7 +5,11 @@ Audited: ``repo.create``, ``repo.update``, ``repo.delete``.
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import shutil
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -16,9 +20,14 @@ from .. import policy
 from ..names import RepoId
 from ..store import Store, accounts, repos
 from .audit import AuditLog
-from .errors import Conflict, InvalidInput
+from .errors import Conflict, InvalidInput, StorageUnavailable
 from .queries import REPO_QUERY, account, find_repo, new_hub_id, repo_record, require_repo
 from .records import Actor, RepoRecord
+
+log = logging.getLogger(__name__)
+
+#: What hfgit names storage directories: ``uuid4().hex``.
+STORAGE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class Repos:
@@ -44,8 +53,28 @@ class Repos:
             return [repo_record(row) for row in conn.execute(query)]
 
     def path(self, record: RepoRecord) -> Path:
-        """The bare repository on disk: by internal id, never by a user-supplied name."""
-        return self.repos_dir / f"{record.storage_id}.git"
+        """The bare repository on disk, by internal id, checked to be what it must be.
+
+        Every opener (git, LFS, maintenance) comes here. A storage path that is a
+        symlink or anything but a directory, or a storage id that is not one hfgit
+        makes (so it could name another directory), raises :class:`StorageUnavailable`
+        and is logged by the repository's name: following a link would serve another
+        repository's objects under this one's permissions. A missing directory is
+        returned as it is, for the opener to report. One ``lstat``, no ``realpath``.
+        """
+        path = self.repos_dir / f"{record.storage_id}.git"
+        if STORAGE_ID.fullmatch(record.storage_id) is None:
+            log.error("refusing to serve %s: its storage id is not one hfgit makes", record.repo_id)
+            raise StorageUnavailable(UNAVAILABLE)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return path
+        if not stat.S_ISDIR(mode):
+            kind = "a symlink" if stat.S_ISLNK(mode) else "not a directory"
+            log.error("refusing to serve %s: its storage %s is %s", record.repo_id, path, kind)
+            raise StorageUnavailable(UNAVAILABLE)
+        return path
 
     def create(
         self,
@@ -130,7 +159,25 @@ class Repos:
             shutil.rmtree(trash, ignore_errors=True)
 
 
+UNAVAILABLE = "This repository's storage is unavailable."
+
+
 def _init_bare(path: Path) -> None:
-    GitRepo.init_bare(str(path), mkdir=True)
+    """A new bare repository at ``path``, which must not exist in any form.
+
+    ``mkdir`` neither follows a symlink in the last component nor reuses an existing
+    directory, and the directory is checked again before git's files go in, so a
+    planted link or directory can never redirect a new repository.
+    """
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        log.error("refusing to create a repository at %s: the path already exists", path)
+        raise StorageUnavailable(
+            "The storage for the new repository already exists; nothing was created."
+        ) from None
+    if not stat.S_ISDIR(os.lstat(path).st_mode):
+        raise StorageUnavailable("The storage for the new repository was replaced; try again.")
+    GitRepo.init_bare(str(path), mkdir=False)
     # Name the default branch as git does today; dulwich's default may differ.
     (path / "HEAD").write_text("ref: refs/heads/main\n")

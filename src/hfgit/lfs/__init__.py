@@ -11,6 +11,7 @@ from .storage import (
     ObjectMissing,
     S3Storage,
     Storage,
+    StorageFull,
     open_storage,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "S3Storage",
     "Signer",
     "Storage",
+    "StorageFull",
     "open_storage",
 ]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..config import MiB, Settings
+from ..disk import out_of_space
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,17 @@ class ObjectMismatch(ValueError):
 
 class ObjectMissing(LookupError):
     """The bytes asked for are not in this storage, or not served through hfgit."""
+
+
+class StorageFull(Exception):
+    """The storage has no room for an upload; nothing of it was kept."""
+
+
+def _raise_if_full(error: OSError) -> None:
+    if out_of_space(error):
+        raise StorageFull(
+            "The server is out of disk space; the upload was not stored. Try again later."
+        ) from error
 
 
 def _mismatch(oid: str, size: int, got_size: int, got_oid: str) -> ObjectMismatch:
@@ -113,6 +125,10 @@ class Storage(ABC):
     def remove_leftovers(self, cutoff: float) -> None:
         """Delete what uploads that crashed left behind before ``cutoff``."""
 
+    @abstractmethod
+    def restore_set_aside(self, cutoff: float) -> int:
+        """Put back the copies a killed gc set aside before ``cutoff``; how many."""
+
 
 class LocalStorage(Storage):
     """Objects under ``root/objects/ab/cd/<oid>``; uploads staged in ``root/tmp``."""
@@ -155,10 +171,14 @@ class LocalStorage(Storage):
         Each upload writes its own temporary file and renames it into place atomically,
         so concurrent uploads of one object are safe and a failed one leaves nothing.
         """
-        self.tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
         digest = hashlib.sha256()
         received = 0
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix=f"{oid[:16]}-")
+        try:
+            self.tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, name = tempfile.mkstemp(dir=self.tmp, prefix=f"{oid[:16]}-")
+        except OSError as error:
+            _raise_if_full(error)
+            raise
         try:
             with os.fdopen(fd, "wb") as out:
                 while chunk := read(CHUNK):
@@ -174,6 +194,9 @@ class LocalStorage(Storage):
             final = self.path(oid)
             final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.replace(name, final)
+        except OSError as error:
+            _raise_if_full(error)
+            raise
         finally:
             if os.path.exists(name):
                 os.unlink(name)
@@ -209,6 +232,27 @@ class LocalStorage(Storage):
             return False
         os.unlink(aside)
         return True
+
+    def restore_set_aside(self, cutoff: float) -> int:
+        """A gc killed between setting a copy aside (``<oid>.gc``) and deciding on it
+        leaves the only copy there: put it back (the next gc decides again). The rename
+        set the file's ctime, so one younger than ``cutoff`` may be a live gc's."""
+        restored = 0
+        for root, _dirs, files in os.walk(self.root / "objects"):
+            for name in files:
+                if not (name.endswith(".gc") and _OID.fullmatch(name[:-3])):
+                    continue
+                aside = os.path.join(root, name)
+                try:
+                    if os.stat(aside).st_ctime > cutoff:
+                        continue
+                    with suppress(FileExistsError):
+                        os.link(aside, aside[:-3])
+                    os.unlink(aside)
+                except FileNotFoundError:
+                    continue
+                restored += 1
+        return restored
 
     def remove_leftovers(self, cutoff: float) -> None:
         if not self.tmp.is_dir():
@@ -308,6 +352,10 @@ class S3Storage(Storage):
 
     def remove_leftovers(self, cutoff: float) -> None:
         """Nothing to do: an upload to the bucket is whole or absent."""
+
+    def restore_set_aside(self, cutoff: float) -> int:
+        """Nothing to do: gc deletes a bucket's object in one request."""
+        return 0
 
     def _verify(self, key: str, oid: str, size: int) -> bool:
         """True when ``key`` holds exactly ``oid``; a wrong object is deleted."""

@@ -14,11 +14,13 @@ from datetime import UTC, datetime
 from werkzeug.wrappers import Request, Response
 
 from ..accounts import AccessRequest, Accounts, Actor, Caller, Conflict
+from ..config import Settings
 from ..names import RepoId
 from ..policy import Action, decide_create
 from .gate import Access, Gate
 from .refusal import Refusal
 from .surface import Surface
+from .urls import public_base
 
 #: The API's request bodies are small JSON objects.
 MAX_BODY_BYTES = 64 * 1024
@@ -111,9 +113,10 @@ def _access_request_json(item: AccessRequest) -> dict:
 class ApiService(Surface):
     request_class = ApiRequest
 
-    def __init__(self, accounts: Accounts, gate: Gate) -> None:
+    def __init__(self, accounts: Accounts, gate: Gate, settings: Settings) -> None:
         self.accounts = accounts
         self.gate = gate
+        self.config = settings  # not "settings": that is the settings endpoint
 
     def refuse(self, refusal: Refusal, request: Request) -> Response:
         """The Hub's dialect, so that ``huggingface_hub`` raises its own exceptions."""
@@ -238,6 +241,7 @@ class ApiService(Surface):
         decision = decide_create(caller.principal, repo_id.namespace, is_org)
         if not decision:
             raise Refusal.from_deny(decision)
+        base = public_base(self.config, request)  # before the change: it may refuse
         try:
             record = self.accounts.repos.create(
                 repo_id,
@@ -249,11 +253,11 @@ class ApiService(Surface):
             # As on the Hub, the 409 carries the URL: ``create_repo(exist_ok=True)`` reads it.
             message = f"You already created this {repo_id.type} repo"
             conflict = error_response(409, message)
-            conflict.set_data(json.dumps({"error": message, "url": _url(request, repo_id)}))
+            conflict.set_data(json.dumps({"error": message, "url": _url(base, repo_id)}))
             return conflict
         return json_response(
             {
-                "url": _url(request, record.repo_id),
+                "url": _url(base, record.repo_id),
                 "name": record.repo_id.repo_id,
                 "id": record.hub_id,
             }
@@ -338,6 +342,5 @@ def _actor(caller: Caller) -> Actor:
     return Actor(caller.user_id, caller.token_id)
 
 
-def _url(request: Request, repo_id: RepoId) -> str:
-    """The repo's URL as the client reached us (behind a trusted proxy: its public URL)."""
-    return f"{request.host_url.rstrip('/')}/{repo_id.url_path}"
+def _url(base: str, repo_id: RepoId) -> str:
+    return f"{base}/{repo_id.url_path}"

@@ -22,7 +22,7 @@ from . import rawpath, responses
 from .api import ApiService
 from .body import check_transfer_coding
 from .files import FilesService
-from .gate import Gate
+from .gate import AuthLimits, Gate
 from .git.service import NOT_SERVED, GitService
 from .lfs import LfsService
 from .pages import PagesService
@@ -64,10 +64,10 @@ class HfGitApp:
     def __init__(self, settings: Settings, accounts: Accounts) -> None:
         self.settings = settings
         self.accounts = accounts
-        self.gate = Gate(accounts)
+        self.gate = Gate(accounts, AuthLimits.from_settings(settings))
         self.git = GitService(settings, accounts, self.gate)
         self.lfs = LfsService(settings, accounts, self.gate)
-        self.api = ApiService(accounts, self.gate)
+        self.api = ApiService(accounts, self.gate, settings)
         self.files = FilesService(settings, accounts, self.gate, self.lfs)
         self.repoinfo = RepoInfoService(settings, accounts, self.gate, self.lfs)
         self.pages = PagesService(settings, accounts)
@@ -131,7 +131,7 @@ class HfGitApp:
             check_transfer_coding(environ)
             answer = getattr(surface, handler_name)(request, **args)
         except Refusal as refusal:
-            answer = surface.refuse(refusal, request)
+            answer = _render(surface, refusal, request)
         except DOMAIN_ERRORS as error:
             answer = surface.refuse(refusal_for(error), request)
         except HTTPException as error:  # from werkzeug's parsers: a body over its limit
@@ -144,8 +144,16 @@ class HfGitApp:
     def _refuse(self, name: str, refusal: Refusal, environ: dict, start_response):
         surface = self.surfaces[name]
         request = surface.request_class(environ)
-        response = surface.finish(request, surface.refuse(refusal, request))
+        response = surface.finish(request, _render(surface, refusal, request))
         return response(environ, start_response)
+
+
+def _render(surface: Surface, refusal: Refusal, request: Request) -> Response:
+    """The surface's own rendering of ``refusal``, plus what every dialect shares."""
+    response = surface.refuse(refusal, request)
+    if refusal.retry_after is not None:
+        response.headers["Retry-After"] = str(refusal.retry_after)
+    return response
 
 
 def create_app(settings: Settings | None = None, accounts: Accounts | None = None) -> HfGitApp:

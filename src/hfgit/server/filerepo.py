@@ -22,6 +22,7 @@ from .git.content import RepoReader
 from .lfs import LfsService
 from .refusal import Refusal
 from .surface import Surface
+from .urls import public_base
 
 log = logging.getLogger(__name__)
 
@@ -95,5 +96,9 @@ class FileApiSurface(Surface):
         return commit
 
     def url(self, request: Request, path: str) -> str:
-        """An absolute URL on the host the client used (the Hub's client checks it)."""
-        return f"{request.host_url.rstrip('/')}/{path.lstrip('/')}"
+        """An absolute URL on this server's public base (:func:`.urls.public_base`).
+
+        huggingface_hub checks that a commit URL is on the host it called: that is the
+        public URL an operator configures, never a client-supplied ``Host``.
+        """
+        return f"{public_base(self.settings, request)}/{path.lstrip('/')}"

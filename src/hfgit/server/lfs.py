@@ -17,7 +17,7 @@ import time
 from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
-from werkzeug.wsgi import get_current_url, wrap_file
+from werkzeug.wsgi import wrap_file
 
 from ..accounts import Accounts, Actor, AuthError, Caller
 from ..config import MiB, Settings
@@ -41,6 +41,7 @@ from .body import BodyError, open_body
 from .gate import Access, Gate
 from .refusal import Refusal
 from .surface import Surface
+from .urls import public_base
 
 MEDIA_TYPE = "application/vnd.git-lfs+json"
 OID_RE = re.compile(r"[0-9a-f]{64}")
@@ -122,10 +123,12 @@ class LfsService(Surface):
         access = self.gate.require(
             caller, repo, Action.WRITE if operation == "upload" else Action.READ
         )
+        # A repository whose storage is not what it must be is served by no surface.
+        self.accounts.repos.path(access.repo)
         objects = body["objects"]
         valid = [o for o in objects if self._object_problem(o) is None]
         held = self.objects.sizes(access.repo.id, (o["oid"] for o in valid))
-        base = self._base_url(request)
+        base = public_base(self.settings, request)
         expires = int(time.time()) + self.settings.lfs_url_ttl
         answers = []
         for item in objects:
@@ -209,11 +212,6 @@ class LfsService(Surface):
             "actions": {"upload": upload, "verify": verify},
         }
 
-    def _base_url(self, request: Request) -> str:
-        return self.settings.lfs_public_url or get_current_url(
-            request.environ, root_only=True
-        ).rstrip("/")
-
     def _signed_url(
         self, base: str, access: Access, operation: str, oid: str, size: int, expires: int
     ) -> str:
@@ -296,6 +294,7 @@ class LfsService(Surface):
             raise Refusal(
                 403, f"Access changed since this transfer URL was issued: {access.decision.message}"
             )
+        self.accounts.repos.path(record)
         return access
 
     # File locking

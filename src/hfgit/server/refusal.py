@@ -8,8 +8,8 @@ objects and locks) become refusals in :func:`refusal_for`, one table for every s
 
 from __future__ import annotations
 
-from ..accounts import AccountsError, Conflict, NotFound
-from ..lfs import ObjectMismatch, ObjectMissing
+from ..accounts import AccountsError, Conflict, NotFound, StorageUnavailable
+from ..lfs import ObjectMismatch, ObjectMissing, StorageFull
 from ..lfs.locks import InvalidLockRequest
 from ..names import InvalidName
 from ..policy import Deny
@@ -21,7 +21,8 @@ class Refusal(Exception):
     ``status`` is the HTTP status and ``message`` what the person at the client reads.
     ``code`` is the Hub's ``X-Error-Code`` where one applies (``RepoNotFound``,
     ``GatedRepo``, …). ``challenge`` asks the client for Basic credentials, as git
-    needs before it sends any. ``reason`` names the cause for a surface that words some
+    needs before it sends any. ``retry_after`` (seconds) becomes a ``Retry-After``
+    header on whatever the surface renders. ``reason`` names the cause for a surface that words some
     causes its own way (the API's text for a bad token, which ``huggingface_hub`` reads).
     """
 
@@ -33,6 +34,7 @@ class Refusal(Exception):
         code: str | None = None,
         challenge: bool = False,
         reason: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -40,6 +42,7 @@ class Refusal(Exception):
         self.code = code
         self.challenge = challenge
         self.reason = reason
+        self.retry_after = retry_after
 
     @classmethod
     def from_deny(cls, deny: Deny) -> Refusal:
@@ -55,6 +58,8 @@ _STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (InvalidLockRequest, 422),
     (ObjectMismatch, 422),
     (InvalidName, 400),
+    (StorageUnavailable, 503),
+    (StorageFull, 507),
     (AccountsError, 400),
 )
 

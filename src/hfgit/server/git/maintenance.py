@@ -130,7 +130,7 @@ def maintain(path: str | os.PathLike, policy: MaintenancePolicy, *, force: bool 
     before = count(path)
     if not (force or policy.prune or is_due(before, policy)):
         return Report("not due", before, before)
-    with _maintenance_lock(path) as locked:
+    with maintenance_lock(path) as locked:
         if not locked:
             return Report("busy", before, before)
         git = shutil.which("git")
@@ -230,7 +230,7 @@ class MaintenanceFailed(Exception):
 
 
 @contextmanager
-def _maintenance_lock(path: str | os.PathLike) -> Iterator[bool]:
+def maintenance_lock(path: str | os.PathLike) -> Iterator[bool]:
     """``flock`` on ``objects/``, without waiting: yields whether this caller got it."""
     fd = os.open(Path(path) / "objects", os.O_RDONLY | os.O_DIRECTORY)
     try:

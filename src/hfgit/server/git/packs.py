@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -61,6 +62,10 @@ class Quarantine:
     def __init__(self, repo: Repo) -> None:
         self.repo = repo
         self.path = tempfile.mkdtemp(prefix=QUARANTINE_PREFIX, dir=repo.object_store.path)
+        # Held for the push's whole life, so the crash sweep (``sweep.py``) can tell a
+        # live quarantine from one whose push was killed: the kernel drops the lock then.
+        self._held = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(self._held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.pack: Pack | None = None
 
     def receive(
@@ -141,6 +146,7 @@ class Quarantine:
         if self.pack is not None:
             self.pack.close()
         shutil.rmtree(self.path, ignore_errors=True)
+        os.close(self._held)
 
 
 def _bounded(read: Callable[[int], bytes], recv, max_bytes: int):

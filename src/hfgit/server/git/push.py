@@ -29,6 +29,7 @@ from dulwich.refs import Ref, check_ref_format
 from dulwich.server import ReceivePackHandler
 
 from ...config import MiB, Settings
+from ...disk import REF_RESERVE, free_bytes, out_of_space
 from ..body import BodyError
 from .checks import PackChecker, PackGraph, PackRejected, walk_tip
 from .maintenance import MaintenancePolicy, scheduler
@@ -67,6 +68,11 @@ class PushLimits:
             ),
         )
 
+
+#: What git shows for a push the server has no room for: ``error: remote unpack failed:
+#: …`` and ``! [remote rejected] main -> main (…)``.
+NO_SPACE_MESSAGE = "the server is out of disk space; nothing was changed"
+NO_SPACE_REASON = b"no space left on the server; try again later"
 
 #: What dulwich raises for a pack that is cut short or corrupt.
 _BROKEN_PACK = (
@@ -121,8 +127,8 @@ class HardenedReceivePackHandler(ReceivePackHandler):
         quarantine: Quarantine | None = None
         try:
             if any(new != zero for _, new, _ in refs):
-                quarantine = Quarantine(self.repo)
                 try:
+                    quarantine = Quarantine(self.repo)
                     checker = PackChecker(self.repo.object_format, self.limits.max_blob_bytes)
                     pack = quarantine.receive(
                         self.proto.read,
@@ -151,6 +157,14 @@ class HardenedReceivePackHandler(ReceivePackHandler):
                     yield from _unpack_failed(refs, f"bad object: {error}")
                     return
                 except _BROKEN_PACK as error:
+                    if out_of_space(error):
+                        log.error("push to %s: out of disk space: %s", self.repo.path, error)
+                        # Read the rest (bounded like any body) so that git, still
+                        # sending, reads the answer instead of a reset connection.
+                        while self.proto.read(64 * 1024):
+                            pass
+                        yield from _unpack_failed(refs, NO_SPACE_MESSAGE, NO_SPACE_REASON)
+                        return
                     log.info("unpack failed: %s", error)
                     yield from _unpack_failed(refs, "unpack failed: truncated or corrupt pack")
                     return
@@ -194,6 +208,12 @@ class HardenedReceivePackHandler(ReceivePackHandler):
         return errors
 
     def _update_refs(self, refs, zero, graph, quarantine):
+        if quarantine is not None and free_bytes(self.repo.path) < REF_RESERVE:
+            # The pack fit, but moving refs needs room too: refuse before it is moved in.
+            log.error("push to %s: out of disk space before moving refs", self.repo.path)
+            for _, _, ref in refs:
+                yield (ref, NO_SPACE_REASON)
+            return
         errors = self._precheck(refs, zero, graph)
         atomic = self.has_capability(CAPABILITY_ATOMIC)
         if atomic and errors:
@@ -222,10 +242,10 @@ def _kind(sha: bytes, graph: PackGraph, store) -> int:
     return store.get_raw(sha)[0]
 
 
-def _unpack_failed(refs, message: str):
+def _unpack_failed(refs, message: str, reason: bytes = b"unpacker error"):
     yield (b"unpack", message.replace("\n", " ").encode("utf-8", "replace"))
     for _, _, ref in refs:
-        yield (ref, b"unpacker error")
+        yield (ref, reason)
 
 
 def _nothing() -> None:
