@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi
+from huggingface_hub.utils import close_session
 
 from hfgit.cli import build_parser
 from hubtest import (
@@ -120,6 +121,9 @@ def front(make_hub: MakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     # Python's ssl (urllib), httpx (huggingface_hub) and requests trust the certificate.
     for variable in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
         monkeypatch.setenv(variable, str(cert))
+    # huggingface_hub keeps one HTTP client per process, made with the trust of its time:
+    # a new one is made for this test, and another after it.
+    close_session()
     try:
         url = f"https://127.0.0.1:{https}"
         wait_healthy(url, process, prefix / "error.log")
@@ -129,6 +133,7 @@ def front(make_hub: MakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         plain.close()
         yield Front(url, cert, hub)
     finally:
+        close_session()
         stop_server(process)
 
 
