@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -46,8 +47,12 @@ from hubtest import (
     require_tool,
     run_cli,
     running_hub,
+    spawn,
+    stop_server,
     unique,
+    wait_healthy,
 )
+from lfs_support import AWS_ENV, BUCKET
 
 
 def _session_hub(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Iterator[Hub]:
@@ -192,3 +197,34 @@ def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
     return home
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A local S3 emulator: moto's server, on a free port."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    process = spawn(command, log)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(endpoint, process, log, path="/moto-api/")
+        yield endpoint
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def s3_client(s3_endpoint: str):
+    """A boto3 client of the emulator, with the bucket ``lfs_support.BUCKET`` made."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        region_name=AWS_ENV["AWS_DEFAULT_REGION"],
+    )
+    client.create_bucket(Bucket=BUCKET)
+    return client

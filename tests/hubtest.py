@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -16,10 +17,12 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -265,6 +268,41 @@ def http_request(
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
+
+
+class Visitor:
+    """A cookie-keeping HTTP client that does not follow redirects."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.url = url
+        self.headers = headers or {}
+        self.jar = CookieJar()
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.jar), NoRedirect
+        )
+
+    def request(self, path: str, form: dict[str, str] | None = None):
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        request = urllib.request.Request(f"{self.url}{path}", data=data, headers=self.headers)
+        try:
+            with self.opener.open(request, timeout=30) as response:
+                return response.status, response.headers, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers, error.read().decode()
+
+    def forget_session(self) -> None:
+        """Drop the session cookie only, as when it expires; the device cookie stays."""
+        for cookie in list(self.jar):
+            if cookie.name == "hfgit_session":
+                self.jar.clear(cookie.domain, cookie.path, cookie.name)
+
+    def login(self, user: str, password: str):
+        text = self.request("/login")[2]
+        match = re.search(r'name="csrf_token" value="([^"]+)"', text)
+        assert match, text
+        return self.request(
+            "/login", {"csrf_token": match.group(1), "username": user, "password": password}
+        )
 
 
 @dataclass

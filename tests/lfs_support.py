@@ -14,6 +14,14 @@ from hfgit.store import lfs_objects
 from hubtest import Git, Hub, http_request
 
 MEDIA = "application/vnd.git-lfs+json"
+#: The bucket the ``s3_client`` fixture makes on the moto server.
+BUCKET = "hfgit-lfs-test"
+#: moto accepts any credentials; these only have to look like AWS ones.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def batch(

@@ -6,61 +6,13 @@ import hashlib
 import json
 import os
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hubtest import (
-    Git,
-    Hub,
-    free_port,
-    http_request,
-    running_hub,
-    spawn,
-    stop_server,
-    unique,
-    wait_healthy,
-)
-from lfs_support import batch, held, lfs_worktree
-
-BUCKET = "hfgit-lfs-test"
-#: moto accepts any credentials; these only have to look like AWS ones.
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    process = spawn(command, log)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(endpoint, process, log, path="/moto-api/")
-        yield endpoint
-    finally:
-        stop_server(process)
-
-
-@pytest.fixture(scope="module")
-def s3_client(s3_endpoint: str):
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-        region_name=AWS_ENV["AWS_DEFAULT_REGION"],
-    )
-    client.create_bucket(Bucket=BUCKET)
-    return client
+from hubtest import Git, Hub, http_request, running_hub, unique
+from lfs_support import AWS_ENV, BUCKET, batch, held, lfs_worktree
 
 
 @pytest.fixture(scope="module")

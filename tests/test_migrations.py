@@ -1,11 +1,14 @@
 """Schema migrations: the revisions build the declared schema, and old databases upgrade.
 
 The upgrade test runs hfgit 0.1 itself (the release before migrations, taken from its git
-commit) to make a data directory, then serves it with this code.
+commit) to make a data directory, then serves it with this code. Each later revision
+adds its own check there, on data 0.1 made: 0002 (accounts can be disabled), 0003
+(repository scopes bound to identities, a stale one matching nothing).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tarfile
@@ -124,6 +127,36 @@ def test_data_directory_of_hfgit_0_1_is_upgraded_in_place(
         *old,
         pythonpath=release_0_1,
     )
+    # Scopes as 0.1 stored them, by name (revision 0003 binds them to identities): one
+    # on a repository that exists, one on a repository deleted since.
+    scoped = _hfgit(
+        "token",
+        "create",
+        "alice",
+        "--name",
+        "scoped",
+        "--role",
+        "fineGrained",
+        "--scope",
+        "model:alice/weights=repo.write",
+        *old,
+        pythonpath=release_0_1,
+    )
+    _hfgit("repo", "create", "alice/gone", "--private", *old, pythonpath=release_0_1)
+    stale = _hfgit(
+        "token",
+        "create",
+        "alice",
+        "--name",
+        "stale",
+        "--role",
+        "fineGrained",
+        "--scope",
+        "model:alice/gone=repo.write",
+        *old,
+        pythonpath=release_0_1,
+    )
+    _hfgit("repo", "delete", "alice/gone", *old, pythonpath=release_0_1)
     assert Store(f"sqlite:///{data / 'hfgit.db'}").revision() == migrations.BASELINE
 
     # The old server takes a push, so the upgrade must keep repositories' contents too.
@@ -139,8 +172,30 @@ def test_data_directory_of_hfgit_0_1_is_upgraded_in_place(
         git.run("push", f"{url}/acme/shared", "main", cwd=shared, token=bob)
         refused = git.run("ls-remote", f"{url}/alice/weights", token=bob, check=False)
         assert refused.returncode != 0
+
+        # 0002: accounts made by 0.1 can be disabled and enabled again.
+        _hfgit("user", "disable", "bob", *old)
+        disabled = git.run("ls-remote", f"{url}/acme/shared", token=bob, check=False)
+        assert "disabled" in disabled.stderr
+        _hfgit("user", "enable", "bob", *old)
+        git.run("ls-remote", f"{url}/acme/shared", token=bob)
+
+        # 0003: the 0.1 scope now names alice/weights by identity: it follows a move...
+        git.run("push", f"{url}/alice/weights", "main:scoped", cwd=work, token=scoped)
+        _hfgit("repo", "move", "alice/weights", "alice/renamed", *old)
+        git.run("push", f"{url}/alice/renamed", "main:moved", cwd=work, token=scoped)
+        # ...and covers neither a new repository under the old name nor one under the
+        # name of a repository deleted before the upgrade.
+        _hfgit("repo", "create", "alice/weights", "--private", *old)
+        _hfgit("repo", "create", "alice/gone", "--private", *old)
+        for name, token in (("weights", scoped), ("gone", stale)):
+            hidden = git.run("ls-remote", f"{url}/alice/{name}", token=token, check=False)
+            assert hidden.returncode != 0 and "not found" in hidden.stderr.lower()
     listed = _hfgit("token", "list", "bob", "--json", *old)
     assert '"org"' in listed and '"acme"' in listed
+    listed = json.loads(_hfgit("token", "list", "alice", "--json", *old))
+    shown = {token["name"]: [scope["name"] for scope in token["scopes"]] for token in listed}
+    assert shown["scoped"] == ["alice/renamed"] and shown["stale"] == ["alice/gone"]
     assert _hfgit("db", "upgrade", *old) == ""  # idempotent: nothing on stdout, no error
 
 

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import re
-import urllib.error
-import urllib.parse
-import urllib.request
-from http.cookiejar import CookieJar
-
 import pytest
 
 from hfgit.accounts import Accounts
 from hfgit.accounts.logins import LoginLimiter
-from hubtest import Hub, MakeHub, NoRedirect
+from hubtest import Hub, MakeHub, Visitor
 
 PASSWORD = "correct horse battery"
 
@@ -58,41 +52,6 @@ def test_client_limit_spans_accounts(accounts: Accounts) -> None:
     assert limiter.retry_after("10.0.0.10", "someone-else") is None
     clock.now += 61
     assert limiter.retry_after("10.0.0.9", "someone-else") is None
-
-
-class Visitor:
-    """A cookie-keeping HTTP client that does not follow redirects."""
-
-    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
-        self.url = url
-        self.headers = headers or {}
-        self.jar = CookieJar()
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.jar), NoRedirect
-        )
-
-    def request(self, path: str, form: dict[str, str] | None = None):
-        data = urllib.parse.urlencode(form).encode() if form is not None else None
-        request = urllib.request.Request(f"{self.url}{path}", data=data, headers=self.headers)
-        try:
-            with self.opener.open(request, timeout=30) as response:
-                return response.status, response.headers, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.headers, error.read().decode()
-
-    def forget_session(self) -> None:
-        """Drop the session cookie only, as when it expires; the device cookie stays."""
-        for cookie in list(self.jar):
-            if cookie.name == "hfgit_session":
-                self.jar.clear(cookie.domain, cookie.path, cookie.name)
-
-    def login(self, user: str, password: str):
-        text = self.request("/login")[2]
-        match = re.search(r'name="csrf_token" value="([^"]+)"', text)
-        assert match, text
-        return self.request(
-            "/login", {"csrf_token": match.group(1), "username": user, "password": password}
-        )
 
 
 @pytest.fixture

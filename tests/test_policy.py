@@ -105,6 +105,7 @@ def make_repo(relationship: str, visibility: str, repo_type: str = "model") -> R
         gated=visibility.removeprefix("gated-") if visibility.startswith("gated") else "off",
         namespace_is_org=is_org,
         creator=creator,
+        hub_id=f"id-{repo_type}-weights",
     )
 
 
@@ -114,10 +115,10 @@ def make_token(kind: str, repo: RepoFacts) -> Token | None:
     # A user scope can only ever name the token owner's own namespace.
     namespace = repo.namespace if repo.namespace_is_org else ME
     scopes = {
-        "fg-unrelated": (Scope("model", f"{ME}/something-else", write),),
+        "fg-unrelated": (Scope("model", f"{ME}/something-else", write, "id-other"),),
         "fg-gated": (),
-        "fg-repo-read": (Scope(repo.type, repo.repo_id, read),),
-        "fg-repo-write": (Scope(repo.type, repo.repo_id, frozenset({PERM_WRITE})),),
+        "fg-repo-read": (Scope(repo.type, repo.repo_id, read, repo.hub_id),),
+        "fg-repo-write": (Scope(repo.type, repo.repo_id, frozenset({PERM_WRITE}), repo.hub_id),),
         "fg-namespace-write": (Scope(namespace_kind, namespace, write),),
         "fg-namespace-read": (Scope(namespace_kind, namespace, read),),
     }
@@ -193,14 +194,29 @@ def test_missing_repo_is_404_for_every_token(token_kind, action):
 def test_repo_scope_is_bound_to_the_repo_type(repo_type):
     repo = make_repo("owner", "private", repo_type)
     other_type = "dataset" if repo_type == "model" else "model"
-    token = Token("t", "fineGrained", (Scope(other_type, repo.repo_id, frozenset({PERM_WRITE})),))
-    assert decide(Principal(ME, token), repo, R).status == 404
+    scope = Scope(other_type, repo.repo_id, frozenset({PERM_WRITE}), repo.hub_id)
+    assert decide(Principal(ME, Token("t", "fineGrained", (scope,))), repo, R).status == 404
 
 
-def test_scope_names_are_case_insensitive():
+#: A repository scope matches the repository's identity, never its name: the scope's
+#: label, the identity it holds, and what it covers of ``alice/weights`` (id-model-weights).
+IDENTITY_CASES = [
+    ("alice/weights", "id-model-weights", True),
+    ("alice/old-name", "id-model-weights", True),  # moved or renamed: the scope follows
+    ("ALICE/Weights", "id-model-weights", True),
+    ("alice/weights", "id-model-earlier", False),  # same name, another repository
+    ("alice/weights", None, False),  # the repository it named is gone
+]
+
+
+@pytest.mark.parametrize(("label", "identity", "covers"), IDENTITY_CASES)
+def test_repo_scope_matches_identity_not_name(label, identity, covers):
     repo = make_repo("owner", "private")
-    token = Token("t", "fineGrained", (Scope("model", "ALICE/Weights", frozenset({PERM_WRITE})),))
-    assert decide(Principal(ME, token), repo, W) == ALLOW
+    token = Token("t", "fineGrained", (Scope("model", label, frozenset({PERM_WRITE}), identity),))
+    decision = decide(Principal(ME, token), repo, W)
+    assert (decision == ALLOW) is covers
+    if not covers:
+        assert decision == decide(Principal(ME, token), None, W)  # hidden, as if missing
 
 
 @pytest.mark.parametrize(
@@ -208,7 +224,11 @@ def test_scope_names_are_case_insensitive():
     [
         (Token("ci", "read"), None, "owner", "read role"),
         (
-            Token("ci", "fineGrained", (Scope("model", f"{ME}/weights", frozenset({PERM_READ})),)),
+            Token(
+                "ci",
+                "fineGrained",
+                (Scope("model", f"{ME}/weights", frozenset({PERM_READ}), "id-model-weights"),),
+            ),
             None,
             "owner",
             "repo.write",
@@ -285,7 +305,9 @@ def test_fine_grained_token_without_gated_flag_names_it():
             False,
         ),
         (
-            Token("t", "fineGrained", (Scope("model", f"{ME}/x", frozenset({PERM_WRITE})),)),
+            Token(
+                "t", "fineGrained", (Scope("model", f"{ME}/x", frozenset({PERM_WRITE}), "id-x"),)
+            ),
             ME,
             False,
             None,

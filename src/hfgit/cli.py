@@ -84,6 +84,25 @@ def cmd_user_passwd(args, settings) -> int:
     return 0
 
 
+def cmd_user_disable(args, settings) -> int:
+    changed = Accounts.open(settings).users.set_disabled(args.name, True)
+    state = "disabled: its tokens and sessions are refused" if changed else "already disabled"
+    print(f"User {args.name} {state}.", file=sys.stderr)
+    return 0
+
+
+def cmd_user_enable(args, settings) -> int:
+    changed = Accounts.open(settings).users.set_disabled(args.name, False)
+    print(f"User {args.name} {'enabled' if changed else 'is not disabled'}.", file=sys.stderr)
+    return 0
+
+
+def cmd_user_delete(args, settings) -> int:
+    Accounts.open(settings).users.delete_user(args.name)
+    print(f"Deleted user {args.name} with its tokens and memberships.", file=sys.stderr)
+    return 0
+
+
 def cmd_org_add(args, settings) -> int:
     Accounts.open(settings).users.create_org(args.name)
     print(f"Created organization {args.name}.", file=sys.stderr)
@@ -141,6 +160,13 @@ def cmd_repo_list(args, settings) -> int:
         if r.facts.gated != "off":
             flags.append(f"gated={r.facts.gated}")
         print(f"{r.facts.type:8} {r.facts.repo_id:40} {' '.join(flags)}")
+    return 0
+
+
+def cmd_repo_move(args, settings) -> int:
+    old, new = RepoId.parse(args.old, args.type), RepoId.parse(args.new, args.type)
+    Accounts.open(settings).repos.move(old, new)
+    print(f"Moved {old} to {new.repo_id}.", file=sys.stderr)
     return 0
 
 
@@ -352,6 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = user.add_parser("passwd", parents=[store], help="set a user's password from stdin")
     p.add_argument("name")
     p.set_defaults(func=cmd_user_passwd)
+    p = user.add_parser("disable", parents=[store], help="refuse a user's tokens and sessions")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_user_disable)
+    p = user.add_parser("enable", parents=[store], help="accept a disabled user again")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_user_enable)
+    p = user.add_parser(
+        "delete", parents=[store], help="delete a user (their repositories must be moved first)"
+    )
+    p.add_argument("name")
+    p.set_defaults(func=cmd_user_delete)
 
     org = commands.add_parser("org", help="manage organizations").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -385,6 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = repo.add_parser("list", parents=[store], help="list repositories")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_repo_list)
+    p = repo.add_parser(
+        "move", parents=[store], help="rename a repository or move it to another namespace"
+    )
+    p.add_argument("--type", choices=REPO_TYPES, default="model", help="repo type")
+    p.add_argument("old", metavar="OLD_NS/NAME")
+    p.add_argument("new", metavar="NEW_NS/NAME")
+    p.set_defaults(func=cmd_repo_move)
     p = repo.add_parser("delete", parents=[store], help="delete a repository and its data")
     _repo_arguments(p)
     p.set_defaults(func=cmd_repo_delete)

@@ -37,11 +37,18 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True)
 class Scope:
-    """One entry of a fine-grained token: an entity and what the token may do there."""
+    """One entry of a fine-grained token: an entity and what the token may do there.
+
+    A namespace scope (user, org) names its entity by name. A repository scope names it
+    by identity, ``repo`` (the repository's ``hub_id``): it follows the repository when
+    it is moved, and a repository created later under its old name is not covered.
+    ``repo`` None (the repository is gone) covers nothing; ``name`` is then only a label.
+    """
 
     kind: str  # "user" | "org" | "model" | "dataset" | "space"
-    name: str  # a namespace for user/org, "ns/name" for a repo
+    name: str  # a namespace for user/org, "ns/name" for a repo (a label: see ``repo``)
     permissions: frozenset[str]
+    repo: str | None = None
 
     def covers(self, repo: RepoFacts, owner: str) -> bool:
         if self.kind == "user":
@@ -52,7 +59,7 @@ class Scope:
             )
         if self.kind == "org":
             return repo.namespace_is_org and self.name.lower() == repo.namespace.lower()
-        return self.kind == repo.type and self.name.lower() == repo.repo_id.lower()
+        return self.kind == repo.type and self.repo is not None and self.repo == repo.hub_id
 
     def covers_namespace(self, namespace: str, is_org: bool, owner: str) -> bool:
         if self.kind == "user":
@@ -99,6 +106,7 @@ class RepoFacts:
     gated: str = "off"
     namespace_is_org: bool = False
     creator: str | None = None
+    hub_id: str | None = None  # the identity a repository scope names
 
     @property
     def repo_id(self) -> str:

@@ -31,6 +31,9 @@ accounts = sa.Table(
     sa.Column("email", sa.String(320), nullable=True),
     sa.Column("password_hash", sa.String(200), nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    #: Set by ``hfgit user disable``: the user's tokens and sessions stop working, and
+    #: nothing of theirs is deleted. Read by the token lookup every request makes anyway.
+    sa.Column("disabled_at", sa.Float, nullable=True),
 )
 
 memberships = sa.Table(
@@ -77,6 +80,8 @@ tokens = sa.Table(
     sa.Column("owner_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
     sa.Column("display_name", sa.String(100), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
+    #: ``[{"type", "name", "permissions"}]``; a repository's scope also has ``"repo"``, the
+    #: repository's ``hub_id``, which is what it matches (``"name"`` is only a label).
     sa.Column("scopes", sa.JSON, nullable=False),
     sa.Column("can_read_gated", sa.Boolean, nullable=False, default=False),
     sa.Column("digest", sa.String(64), nullable=False, unique=True),

@@ -29,4 +29,4 @@ class AuthError(Exception):
 
     def __init__(self, kind: str) -> None:
         super().__init__(kind)
-        self.kind = kind  # "password" | "org_token" | "invalid"
+        self.kind = kind  # "password" | "org_token" | "invalid" | "disabled"

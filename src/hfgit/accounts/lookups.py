@@ -1,7 +1,7 @@
 """The lookups of every request: who a token is, and the repository it asks for.
 
-Each reads the database: revoking, refreshing or expiring a token takes effect on the
-next request in every process.
+Each reads the database: revoking, refreshing or expiring a token, disabling its owner
+or changing their memberships takes effect on the next request in every process.
 """
 
 from __future__ import annotations
@@ -25,9 +25,12 @@ from .records import Actor, Caller, RepoRecord
 LAST_USED_RESOLUTION = 60.0
 
 # Built once, like the shared queries in .queries: they run on every request.
-_TOKEN_WITH_OWNER = sa.select(token_table, accounts.c.name.label("owner_name")).join(
-    accounts, accounts.c.id == token_table.c.owner_id
-)
+# The owner's ``disabled_at`` comes with the token: disabling a user costs no query.
+_TOKEN_WITH_OWNER = sa.select(
+    token_table,
+    accounts.c.name.label("owner_name"),
+    accounts.c.disabled_at.label("owner_disabled_at"),
+).join(accounts, accounts.c.id == token_table.c.owner_id)
 _TOKEN_BY_DIGEST = _TOKEN_WITH_OWNER.where(token_table.c.digest == sa.bindparam("digest"))
 _TOKEN_BY_ID = _TOKEN_WITH_OWNER.where(token_table.c.id == sa.bindparam("token_id"))
 _ORG_ROLES = (
@@ -69,6 +72,8 @@ class Lookups:
             row = conn.execute(query, params).first()
             if row is None or (row.expires_at is not None and row.expires_at <= now):
                 raise AuthError("invalid")
+            if row.owner_disabled_at is not None:
+                raise AuthError("disabled")
             if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
                 conn.execute(
                     token_table.update().where(token_table.c.id == row.id).values(last_used_at=now)

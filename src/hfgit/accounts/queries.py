@@ -64,6 +64,7 @@ def repo_record(row: sa.Row) -> RepoRecord:
         gated=row.gated,
         namespace_is_org=row.ns_kind == "org",
         creator=row.creator_name,
+        hub_id=row.hub_id,
     )
     return RepoRecord(row.id, row.hub_id, facts, row.storage_id, row.created_at)
 
@@ -94,7 +95,9 @@ def token_record(row: sa.Row) -> TokenRecord:
         name=row.display_name,
         role=row.role,
         scopes=tuple(
-            policy.Scope(item["type"], item["name"], frozenset(item["permissions"]))
+            policy.Scope(
+                item["type"], item["name"], frozenset(item["permissions"]), item.get("repo")
+            )
             for item in row.scopes
         ),
         can_read_gated=row.can_read_gated,

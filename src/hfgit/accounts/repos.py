@@ -1,6 +1,6 @@
 """Repositories: their rows and their bare git directories on disk.
 
-Audited: ``repo.create``, ``repo.update``, ``repo.delete``.
+Audited: ``repo.create``, ``repo.update``, ``repo.move``, ``repo.delete``.
 """
 
 from __future__ import annotations
@@ -143,6 +143,34 @@ class Repos:
                     conn, "repo.update", actor=actor, repo_id=record.id, detail=detail
                 )
             return require_repo(conn, repo_id)
+
+    def move(self, old: RepoId, new: RepoId, *, actor: Actor | None = None) -> RepoRecord:
+        """Rename ``old`` to ``new``, within its namespace or into another, as the Hub's move.
+
+        Only the row changes: storage stays under the repository's internal id, and what
+        hangs off the row by id (LFS objects, locks, access grants, tokens' scopes)
+        follows it. From the next request the old name answers as a missing repository
+        and is free for a new one.
+        """
+        if old.type != new.type:
+            raise InvalidInput("A move keeps the repository's type: give the same --type.")
+        with self.store.begin() as conn:
+            record = require_repo(conn, old)
+            ns_row = account(conn, new.namespace)
+            existing = find_repo(conn, new)
+            if existing is not None and existing.id != record.id:
+                raise Conflict(f"The {new.type} {new.repo_id} already exists.")
+            if existing is not None and record.repo_id.repo_id == new.repo_id:
+                raise InvalidInput(f"The {old.type} is already named {new.repo_id}.")
+            conn.execute(
+                repos.update()
+                .where(repos.c.id == record.id)
+                .values(namespace_id=ns_row.id, name=new.name, name_lower=new.name.lower())
+            )
+            moved = require_repo(conn, new)
+            detail = {"repo": str(moved.repo_id), "from": str(record.repo_id)}
+            self.audit.record(conn, "repo.move", actor=actor, repo_id=record.id, detail=detail)
+        return moved
 
     def delete(self, repo_id: RepoId, *, actor: Actor | None = None) -> None:
         """Delete the row, then the directory. The audit row keeps the name: the id dies here."""

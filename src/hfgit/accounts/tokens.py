@@ -1,7 +1,9 @@
 """User access tokens: create, list, refresh and delete; and fine-grained scopes.
 
 The secret is returned once, at creation or refresh; only its digest is stored. The
-token format itself (shape, checksum, digest) is :mod:`hfgit.tokens`.
+token format itself (shape, checksum, digest) is :mod:`hfgit.tokens`. A scope on a
+repository is stored with the repository's ``hub_id`` and matched by it
+(:class:`hfgit.policy.Scope`); what it shows is the repository's current name.
 
 Audited: ``token.create``, ``token.refresh``, ``token.delete``, with the owner, the
 token's name and id in ``detail`` (the actor may be someone else: an administrator).
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import sqlalchemy as sa
 
 from .. import names, policy
 from .. import tokens as token_format
-from ..names import RepoId
-from ..store import Store
+from ..names import REPO_TYPES, RepoId
+from ..store import Store, accounts, repos
 from ..store import tokens as token_table
 from .audit import AuditLog
 from .errors import Conflict, InvalidInput, NotFound
@@ -62,7 +65,37 @@ def make_scope(kind: str, entity: str, permissions: Iterable[str]) -> policy.Sco
 
 
 def _scopes_to_json(scopes: Iterable[policy.Scope]) -> list[dict]:
-    return [{"type": s.kind, "name": s.name, "permissions": sorted(s.permissions)} for s in scopes]
+    return [
+        {
+            "type": s.kind,
+            "name": s.name,
+            "permissions": sorted(s.permissions),
+            **({"repo": s.repo} if s.kind in REPO_TYPES else {}),
+        }
+        for s in scopes
+    ]
+
+
+def _current_names(conn: sa.Connection, record: TokenRecord) -> TokenRecord:
+    """``record`` with each repository scope labelled by its repository's name now.
+
+    A scope holds the repository's identity; its stored name is the one it had when the
+    token was made, kept only for a repository that no longer exists.
+    """
+    ids = {scope.repo for scope in record.scopes if scope.repo is not None}
+    if not ids:
+        return record
+    rows = conn.execute(
+        sa.select(repos.c.hub_id, accounts.c.name.label("ns"), repos.c.name)
+        .join(accounts, accounts.c.id == repos.c.namespace_id)
+        .where(repos.c.hub_id.in_(ids))
+    )
+    names_now = {row.hub_id: f"{row.ns}/{row.name}" for row in rows}
+    scopes = tuple(
+        replace(scope, name=names_now.get(scope.repo, scope.name)) if scope.repo else scope
+        for scope in record.scopes
+    )
+    return replace(record, scopes=scopes)
 
 
 class Tokens:
@@ -100,7 +133,7 @@ class Tokens:
         now = time.time()
         with self.store.begin() as conn:
             owner = account(conn, user, "user")
-            _check_scopes(conn, owner, scopes)
+            scopes = _check_scopes(conn, owner, scopes)
             if _token_row(conn, owner.id, name, missing_ok=True) is not None:
                 raise Conflict(f"{owner.name} already has a token named {name!r}.")
             conn.execute(
@@ -129,7 +162,7 @@ class Tokens:
                 .where(token_table.c.owner_id == owner.id)
                 .order_by(token_table.c.created_at, token_table.c.id)
             )
-            return [token_record(row) for row in rows]
+            return [_current_names(conn, token_record(row)) for row in rows]
 
     def get(self, user: str, token_id: int) -> TokenRecord | None:
         """``user``'s token with that id; None when it is missing or someone else's."""
@@ -140,7 +173,7 @@ class Tokens:
                     token_table.c.id == token_id, token_table.c.owner_id == owner.id
                 )
             ).first()
-        return None if row is None else token_record(row)
+            return None if row is None else _current_names(conn, token_record(row))
 
     def refresh(self, user: str, name: str, *, actor: Actor | None = None) -> str:
         """Give the token a new secret; the old one stops working at once."""
@@ -174,7 +207,11 @@ def _token_detail(owner: sa.Row, token_id: int, name: str) -> dict:
     return {"user": owner.name, "token": name, "token_id": token_id}
 
 
-def _check_scopes(conn: sa.Connection, owner: sa.Row, scopes: Sequence[policy.Scope]) -> None:
+def _check_scopes(
+    conn: sa.Connection, owner: sa.Row, scopes: Sequence[policy.Scope]
+) -> list[policy.Scope]:
+    """The scopes, each checked against what exists, a repository's bound to its identity."""
+    checked = []
     for scope in scopes:
         if scope.kind == "user":
             if scope.name.lower() != owner.name_lower:
@@ -184,8 +221,13 @@ def _check_scopes(conn: sa.Connection, owner: sa.Row, scopes: Sequence[policy.Sc
                 )
         elif scope.kind == "org":
             account(conn, scope.name, "org")
-        elif find_repo(conn, RepoId.parse(scope.name, scope.kind)) is None:
-            raise NotFound(f"No {scope.kind} named {scope.name} for the scope.")
+        else:
+            record = find_repo(conn, RepoId.parse(scope.name, scope.kind))
+            if record is None:
+                raise NotFound(f"No {scope.kind} named {scope.name} for the scope.")
+            scope = replace(scope, name=record.facts.repo_id, repo=record.hub_id)
+        checked.append(scope)
+    return checked
 
 
 def _token_row(

@@ -1,6 +1,7 @@
 """Users and organizations: accounts, passwords and memberships.
 
-Audited: ``user.create``, ``password.set``, ``org.create``, ``member.set``, ``member.remove``.
+Audited: ``user.create``, ``user.disable``, ``user.enable``, ``user.delete``,
+``password.set``, ``org.create``, ``member.set``, ``member.remove``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from passlib.hash import argon2
 
 from .. import names, policy
 from ..names import RepoId
-from ..store import Store, memberships
+from ..store import Store, access_grants, lfs_locks, memberships, repos, tokens
 from ..store import accounts as account_table
 from .audit import AuditLog
 from .errors import Conflict, InvalidInput, NotFound
@@ -90,6 +91,60 @@ class Users:
             argon2.hash(password)  # spend the same time whether or not the user exists
             return None
         return row.name if argon2.verify(password, row.password_hash) else None
+
+    def set_disabled(self, user: str, disabled: bool, *, actor: Actor | None = None) -> bool:
+        """Disable or enable ``user``; whether that changed anything.
+
+        A disabled user's tokens and sessions are refused from the next request on
+        (the token lookup reads ``disabled_at``); nothing of theirs is deleted, so
+        enabling them again restores every token as it was.
+        """
+        with self.store.begin() as conn:
+            row = account(conn, user, "user")
+            if (row.disabled_at is not None) == disabled:
+                return False
+            conn.execute(
+                account_table.update()
+                .where(account_table.c.id == row.id)
+                .values(disabled_at=time.time() if disabled else None)
+            )
+            event = "user.disable" if disabled else "user.enable"
+            self.audit.record(conn, event, actor=actor, detail={"user": row.name})
+        return True
+
+    def delete_user(self, user: str, *, actor: Actor | None = None) -> None:
+        """Delete ``user`` with their tokens, memberships, grants and locks.
+
+        Repositories in their namespace are not deleted with them: each must be moved or
+        deleted first, so no one loses data by removing an account.
+        """
+        with self.store.begin() as conn:
+            row = account(conn, user, "user")
+            owned = conn.execute(
+                sa.select(repos.c.type, repos.c.name)
+                .where(repos.c.namespace_id == row.id)
+                .order_by(repos.c.type, repos.c.name_lower)
+            ).all()
+            if owned:
+                listed = ", ".join(f"{r.type} {row.name}/{r.name}" for r in owned)
+                raise Conflict(
+                    f"{row.name} still owns {len(owned)} repositor"
+                    f"{'y' if len(owned) == 1 else 'ies'} ({listed}): move each with "
+                    "`hfgit repo move` or delete it with `hfgit repo delete` first."
+                )
+            # Deleted here rather than left to ON DELETE CASCADE, so nothing depends on
+            # a connection's foreign-key setting; repositories they created in an
+            # organization keep no creator (SET NULL).
+            for column in (
+                tokens.c.owner_id,
+                memberships.c.user_id,
+                access_grants.c.user_id,
+                lfs_locks.c.owner_id,
+            ):
+                conn.execute(column.table.delete().where(column == row.id))
+            conn.execute(repos.update().where(repos.c.creator_id == row.id).values(creator_id=None))
+            conn.execute(account_table.delete().where(account_table.c.id == row.id))
+            self.audit.record(conn, "user.delete", actor=actor, detail={"user": row.name})
 
     def list_users(self) -> list[sa.Row]:
         with self.store.begin() as conn:

@@ -172,7 +172,8 @@ class ApiService(Surface):
                     "scoped": [
                         {
                             "entity": {
-                                "_id": self.accounts.users.entity_hub_id(scope.kind, scope.name),
+                                "_id": scope.repo
+                                or self.accounts.users.entity_hub_id(scope.kind, scope.name),
                                 "type": scope.kind,
                                 "name": scope.name,
                             },

@@ -45,6 +45,11 @@ class Access:
     decision: Decision
 
 
+#: What the tokens of a disabled user get: a 403 without a challenge, so git shows it
+#: and keeps the stored credential, which works again once the user is enabled.
+DISABLED_MESSAGE = "This account is disabled. Ask an administrator of this server."
+
+
 #: The key prefixes of failed authentications in the shared ``login_failures`` table.
 AUTH_KEYS = ("auth-client:", "auth-token:")
 
@@ -122,7 +127,10 @@ class FailureLimiter:
 
 
 def bad_credentials(error: AuthError) -> Refusal:
-    """The 401 for credentials that identify nobody; ``reason`` is the kind of mistake."""
+    """The refusal for credentials that identify nobody (401; ``reason`` is the kind of
+    mistake) or a disabled user (403)."""
+    if error.kind == "disabled":
+        return Refusal(403, DISABLED_MESSAGE, reason="disabled")
     return Refusal(401, BAD_CREDENTIALS[error.kind], challenge=True, reason=error.kind)
 
 

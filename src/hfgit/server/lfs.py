@@ -38,7 +38,7 @@ from ..policy import Action
 from . import responses
 from .api import header_text
 from .body import BodyError, open_body
-from .gate import Access, Gate
+from .gate import Access, Gate, bad_credentials
 from .refusal import Refusal
 from .surface import Surface
 from .urls import public_base
@@ -274,7 +274,9 @@ class LfsService(Surface):
             raise Refusal(403, INVALID_URL)
         try:
             caller = self.accounts.lookups.caller_for_token(int(token_id)) if token_id else None
-        except AuthError:
+        except AuthError as error:
+            if error.kind == "disabled":
+                raise bad_credentials(error) from None
             raise Refusal(
                 401,
                 "The token that requested this transfer URL was deleted, refreshed or has "

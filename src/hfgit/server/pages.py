@@ -144,7 +144,8 @@ class PagesService(Surface):
     # Sessions
 
     def _session(self, request: Request) -> Session | None:
-        """The request's session; a logged-in one only while the password is unchanged."""
+        """The request's session; a logged-in one only while the password is unchanged
+        and the user is not disabled (both read on every request)."""
         session = self.cookies.load(request)
         if session is None or session.user is None:
             return session
@@ -152,7 +153,7 @@ class PagesService(Surface):
             row = self.accounts.users.get(session.user)
         except AccountNotFound:
             return Session(csrf=session.csrf)
-        if session.password_tag != password_tag(row.password_hash):
+        if row.disabled_at is not None or session.password_tag != password_tag(row.password_hash):
             return Session(csrf=session.csrf)
         return session
 
@@ -223,6 +224,16 @@ class PagesService(Surface):
             )
         self.limiter.succeeded(client, username)
         row = self.accounts.users.get(canonical)
+        if row.disabled_at is not None:
+            return self._render(
+                request,
+                "login.html",
+                session,
+                403,
+                next_url=next_url,
+                username=username,
+                error="This account is disabled. Ask an administrator of this server.",
+            )
         fresh = self.cookies.new(canonical, password_tag(row.password_hash))
         response = redirect(next_url, 303)
         secure = self._secure(request)
