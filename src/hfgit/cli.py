@@ -60,10 +60,24 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers < 1 or args.threads < 1:
         raise InvalidInput("--workers and --threads need at least 1.")
     options = ServeOptions(
-        host=args.host, port=args.port, workers=args.workers, threads=args.threads
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=args.threads,
+        log_format=args.log_format,
+        metrics_bind=_host_port(args.metrics_bind) if args.metrics_bind else None,
     )
     serve(settings, options)
     return 0
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9100`` for IPv6) as a pair, or a message saying what is wrong."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInput(f"--metrics-bind wants HOST:PORT (e.g. 127.0.0.1:9100), not {text!r}.")
+    return host, int(port)
 
 
 def cmd_user_add(args, settings) -> int:
@@ -320,6 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument("--workers", type=int, default=2, help="worker processes")
     serve.add_argument("--threads", type=int, default=8, help="threads per worker process")
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="access and error log lines as gunicorn's text or one JSON object each",
+    )
+    serve.add_argument(
+        "--metrics-bind",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on this separate listener (default: none)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     user = commands.add_parser("user", help="manage users").add_subparsers(

@@ -6,9 +6,11 @@ gunicorn decodes chunked request bodies itself (and says so with
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,10 @@ class ServeOptions:
     timeout: int = 120
     keepalive: int = 5
     access_log: bool = True
+    #: ``text`` (gunicorn's) or ``json`` (one object per line), access and error lines.
+    log_format: str = "text"
+    #: ``(host, port)`` of the Prometheus listener; None serves no metrics.
+    metrics_bind: tuple[str, int] | None = None
 
 
 class GunicornServer(BaseApplication):
@@ -64,6 +70,7 @@ class GunicornServer(BaseApplication):
             # itself (HFGIT_TRUST_PROXY), so a local client cannot fake https.
             "secure_scheme_headers": {},
         }
+        config.update(_observability(options))
         for key, value in config.items():
             self.cfg.set(key, value)
 
@@ -72,6 +79,36 @@ class GunicornServer(BaseApplication):
 
         # Each worker opens its own database engine: connections must not cross a fork.
         return create_app(self.settings, Accounts.open(self.settings, create=False))
+
+
+def _observability(options: ServeOptions) -> dict:
+    """The logger class (redaction, format) and, with ``--metrics-bind``, the hooks that
+    run the metrics listener in the master. Imported here, after :func:`serve` has set
+    ``PROMETHEUS_MULTIPROC_DIR``: prometheus_client reads it once, at import."""
+    from .logs import gunicorn_logger
+
+    config: dict = {"logger_class": gunicorn_logger(options.log_format)}
+    if options.metrics_bind is None:
+        return config
+    from .metrics import Listener
+
+    host, port = options.metrics_bind
+    listener = Listener(host, port, Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+    config.update(
+        when_ready=lambda server: listener.start(),
+        post_fork=lambda server, worker: listener.close_inherited(),
+        child_exit=lambda server, worker: listener.worker_exited(worker.pid),
+        on_exit=lambda server: listener.stop(),
+    )
+    return config
+
+
+def _metrics_directory(enabled: bool) -> None:
+    """Give the workers a fresh private directory (0700) for their metric files, or none:
+    samples left by an earlier run, or another server's, must not be added in."""
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if enabled:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hfgit-metrics-")
 
 
 def _hfgit_command() -> str:
@@ -85,20 +122,26 @@ def _hfgit_command() -> str:
 
 def serve(settings: Settings, options: ServeOptions) -> None:
     """Create the data directory and schema once, say how to start, then serve forever."""
+    _metrics_directory(options.metrics_bind is not None)
+    from .logs import announce
+
     accounts = Accounts.open(settings)
     has_users = bool(accounts.users.list_users())
     accounts.store.dispose()
     url = f"http://{options.host}:{options.port}"
-    print(f"hfgit serving {url}  (data: {settings.data_dir})", file=sys.stderr)
+    announce(f"hfgit serving {url}  (data: {settings.data_dir})", options.log_format)
     if not has_users:
         flag = f" --data-dir {shlex.quote(str(settings.data_dir))}"
         hfgit = _hfgit_command()
-        print(
+        announce(
             "No users yet. In another terminal, create one and a first token:\n"
             f"  {hfgit} user add alice{flag}\n"
             f"  {hfgit} repo create alice/my-model --private{flag}\n"
             f"  {hfgit} token create alice --name laptop --role write{flag}\n"
             f"Then: git clone {url}/alice/my-model  (username: alice, password: the token)",
-            file=sys.stderr,
+            options.log_format,
         )
+    if options.metrics_bind is not None:
+        host, port = options.metrics_bind
+        announce(f"metrics on http://{host}:{port}/metrics", options.log_format)
     GunicornServer(settings, options).run()
