@@ -1,0 +1,141 @@
+"""Prometheus metrics of a real ``hfgit serve --workers 2 --metrics-bind``, scraped after
+real git pushes and clones, API calls and bad tokens.
+
+The counters must add up across both worker processes (prometheus_client's multiprocess
+files, summed by the listener in the gunicorn master), the listener is the only place
+they are served, and no label ever holds a token, a name or a path.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from hubtest import Git, Hub, MakeHub, free_port, http_request, run_cli, unique
+
+Samples = dict[tuple[str, frozenset], float]
+
+
+def scrape(url: str) -> tuple[str, Samples]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return text, samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+def pids_serving(hub: Hub, path: str) -> Counter:
+    """How many requests for ``path`` each worker logged (the JSON access lines)."""
+    assert hub.log is not None
+    pids: Counter = Counter()
+    for line in hub.log.read_text().splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("path") == path and "route" in entry:
+                pids[entry["pid"]] += 1
+    return pids
+
+
+@pytest.fixture
+def metered(make_hub: MakeHub) -> tuple[Hub, str]:
+    port = free_port()
+    hub = make_hub(
+        workers=2, extra_args=["--metrics-bind", f"127.0.0.1:{port}", "--log-format", "json"]
+    )
+    return hub, f"http://127.0.0.1:{port}/metrics"
+
+
+def test_metrics_add_up_across_workers(metered: tuple[Hub, str], git: Git, tmp_path: Path):
+    hub, metrics_url = metered
+    _, before = scrape(metrics_url)
+    user = hub.make_user()
+    token = hub.make_token(user)
+    rid = hub.make_repo(f"{user}/{unique('r')}", private=True)
+    work = git.init_worktree(tmp_path / "w", {"data.txt": secrets.token_hex(4000)})
+    git.run("push", "-q", hub.repo_url(rid), "main", cwd=work, token=token)
+    git.run("clone", "-q", hub.repo_url(rid), str(tmp_path / "clone"), token=token)
+    assert http_request("GET", f"{hub.url}/api/whoami-v2", token=token, bearer=True)[0] == 200
+    bad = {
+        "password": "correct horse battery",
+        "org_token": "api_org_" + "Q" * 34,
+        "invalid": "hf_" + "Q" * 34,
+    }
+    for secret in bad.values():
+        status, _, _ = http_request("GET", f"{hub.url}/api/whoami-v2", token=secret, bearer=True)
+        assert status == 401
+    assert http_request("GET", f"{hub.url}/metrics")[0] == 404
+
+    # Health checks on fresh connections until both workers have answered some.
+    sent = 0
+    while len(pids_serving(hub, "/healthz")) < 2 or sent < 20:
+        assert sent < 400, "one worker answered every request"
+        assert http_request("GET", f"{hub.url}/healthz")[0] == 200
+        sent += 1
+    deadline = time.monotonic() + 10
+    while sum(pids_serving(hub, "/healthz").values()) < sent + 1 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the access line is written just after the answer
+
+    text, after = scrape(metrics_url)
+    # wait_healthy's own checks were before the first scrape: only ours are counted.
+    assert delta(before, after, "hfgit_requests_total", surface="site", status="200") == sent
+    assert delta(before, after, "hfgit_requests_total", surface="site", status="404") == 1
+    assert delta(before, after, "hfgit_requests_total", surface="api", status="200") == 1
+    assert delta(before, after, "hfgit_requests_total", surface="api", status="401") == 3
+    for reason in bad:
+        assert delta(before, after, "hfgit_auth_failures_total", reason=reason) == 1
+    assert delta(before, after, "hfgit_pushes_landed_total") == 1
+    assert delta(before, after, "hfgit_push_refs_updated_total") == 1
+    pushes = delta(before, after, "hfgit_pushes_total", status="200")
+    assert pushes >= 1
+    assert delta(before, after, "hfgit_push_duration_seconds_count") == pushes
+    assert delta(before, after, "hfgit_pack_generation_seconds_count") >= 1
+    git_requests = sum(
+        delta(before, after, "hfgit_requests_total", surface="git", status=status)
+        for status in ("200", "401")
+    )
+    assert git_requests >= 4  # info/refs and a POST, for the push and for the clone
+    assert delta(before, after, "hfgit_request_duration_seconds_count", surface="git") == (
+        git_requests
+    )
+    assert delta(before, after, "hfgit_received_bytes_total", surface="git") > 1000
+    assert delta(before, after, "hfgit_sent_bytes_total", surface="git") > 1000
+    assert delta(before, after, "hfgit_sent_bytes_total", surface="site") >= 3 * sent
+
+    # Bounded labels only: no token, no user or repository name, no path.
+    names = set()
+    for _name, labels in after:
+        names.update(label for label, _ in labels)
+    assert names <= {"surface", "status", "reason", "le"}
+    leaked = [s for s in (token, *bad.values()) if s in text]
+    assert not leaked, "a secret appeared in the scrape"
+    assert "hf_" not in text and user not in text and rid.name not in text
+
+
+def test_no_metrics_on_the_main_port(hub: Hub) -> None:
+    status, _, body = http_request("GET", f"{hub.url}/metrics")
+    assert status == 404 and b"hfgit_" not in body
+
+
+def test_metrics_bind_must_be_host_and_port(tmp_path: Path) -> None:
+    result = run_cli(
+        "serve", "--data-dir", str(tmp_path / "d"), "--metrics-bind", "9100", check=False
+    )
+    assert result.returncode == 1
+    assert "--metrics-bind wants HOST:PORT" in result.stderr
