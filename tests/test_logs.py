@@ -153,6 +153,8 @@ TOKEN = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGh"
         ("Authorization: Bearer abc.def", "Authorization: ***"),
         ('{"authorization": "Basic dXNlcjpwYXNz"}', '{"authorization": "***"}'),
         ("sent Basic dXNlcjpwYXNzd29yZA== to", "sent Basic *** to"),
+        ("Bearer eyJhbGciOiJIUzI1NiJ9.e30.x", "Bearer ***"),
+        ("the LFS batch API with basic transfers", "the LFS batch API with basic transfers"),
         ("clone https://user:pass@example.com/x", "clone https://***@example.com/x"),
         ("http://alice@host/repo", "http://***@host/repo"),
         ("https://example.com/a@b", "https://example.com/a@b"),

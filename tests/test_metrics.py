@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import time
 import urllib.request
 from collections import Counter
@@ -139,3 +140,23 @@ def test_metrics_bind_must_be_host_and_port(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "--metrics-bind wants HOST:PORT" in result.stderr
+
+
+def test_metrics_port_taken_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(
+            "serve",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--port",
+            str(free_port()),
+            "--metrics-bind",
+            f"127.0.0.1:{port}",
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

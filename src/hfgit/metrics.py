@@ -109,7 +109,14 @@ class Listener:
     def start(self) -> None:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=str(self.directory))
-        self._server, _ = start_http_server(self.port, self.host, registry=registry)
+        try:
+            self._server, _ = start_http_server(self.port, self.host, registry=registry)
+        except OSError as error:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise SystemExit(
+                f"hfgit: error: cannot serve metrics on {self.host}:{self.port}: "
+                f"{error.strerror or error}. Choose another --metrics-bind."
+            ) from None
 
     def close_inherited(self) -> None:
         """In a freshly forked worker: the socket is the master's, not ours."""
