@@ -9,7 +9,9 @@ they are served, and no label ever holds a token, a name or a path.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
 import socket
 import time
 import urllib.request
@@ -42,6 +44,22 @@ def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
 
 
+def until(get, done):
+    """``get()`` once ``done`` holds of it (or the last try after 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        got = get()
+        if done(got) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
+
+
+def settled(url: str, done) -> tuple[str, Samples]:
+    """A scrape once ``done(samples)`` holds: a request is counted when the server closes
+    its answer, just after the client has read it."""
+    return until(lambda: scrape(url), lambda scraped: done(scraped[1]))
+
+
 def pids_serving(hub: Hub, path: str) -> Counter:
     """How many requests for ``path`` each worker logged (the JSON access lines)."""
     assert hub.log is not None
@@ -65,7 +83,10 @@ def metered(make_hub: MakeHub) -> tuple[Hub, str]:
 
 def test_metrics_add_up_across_workers(metered: tuple[Hub, str], git: Git, tmp_path: Path):
     hub, metrics_url = metered
-    _, before = scrape(metrics_url)
+    # wait_healthy's one successful check, counted before anything of ours.
+    _, before = settled(
+        metrics_url, lambda s: value(s, "hfgit_requests_total", surface="site", status="200")
+    )
     user = hub.make_user()
     token = hub.make_token(user)
     rid = hub.make_repo(f"{user}/{unique('r')}", private=True)
@@ -93,8 +114,13 @@ def test_metrics_add_up_across_workers(metered: tuple[Hub, str], git: Git, tmp_p
     while sum(pids_serving(hub, "/healthz").values()) < sent + 1 and time.monotonic() < deadline:
         time.sleep(0.1)  # the access line is written just after the answer
 
-    text, after = scrape(metrics_url)
-    # wait_healthy's own checks were before the first scrape: only ours are counted.
+    text, after = settled(
+        metrics_url,
+        lambda s: (
+            delta(before, s, "hfgit_requests_total", surface="site", status="200") >= sent
+            and delta(before, s, "hfgit_requests_total", surface="site", status="404") >= 1
+        ),
+    )
     assert delta(before, after, "hfgit_requests_total", surface="site", status="200") == sent
     assert delta(before, after, "hfgit_requests_total", surface="site", status="404") == 1
     assert delta(before, after, "hfgit_requests_total", surface="api", status="200") == 1
@@ -127,6 +153,42 @@ def test_metrics_add_up_across_workers(metered: tuple[Hub, str], git: Git, tmp_p
     leaked = [s for s in (token, *bad.values()) if s in text]
     assert not leaked, "a secret appeared in the scrape"
     assert "hf_" not in text and user not in text and rid.name not in text
+
+
+def workers_of(hub: Hub) -> set[int]:
+    assert hub.process is not None
+    pids = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"PPid:\t{hub.process.pid}\n" in status.read_text():
+                pids.add(int(status.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_counts_survive_a_worker_killed(metered: tuple[Hub, str]) -> None:
+    hub, metrics_url = metered
+    for _ in range(10):
+        assert http_request("GET", f"{hub.url}/healthz")[0] == 200
+    _, before = settled(
+        metrics_url, lambda s: value(s, "hfgit_requests_total", surface="site", status="200") > 10
+    )
+    counted = value(before, "hfgit_requests_total", surface="site", status="200")
+    assert counted == 11  # wait_healthy's and ours
+    until(lambda: workers_of(hub), lambda pids: len(pids) == 2)
+    # A worker that answered some of them, so its counts are the ones that must stay.
+    victim = until(lambda: pids_serving(hub, "/healthz"), bool).most_common(1)[0][0]
+    os.kill(victim, signal.SIGKILL)
+    now = until(lambda: workers_of(hub), lambda pids: victim not in pids and len(pids) == 2)
+    assert victim not in now and len(now) == 2
+    assert http_request("GET", f"{hub.url}/healthz")[0] == 200
+    _, after = settled(
+        metrics_url,
+        lambda s: value(s, "hfgit_requests_total", surface="site", status="200") > counted,
+    )
+    # The dead worker's requests are still in the sum, and the new worker's are added.
+    assert value(after, "hfgit_requests_total", surface="site", status="200") == counted + 1
 
 
 def test_no_metrics_on_the_main_port(hub: Hub) -> None:
