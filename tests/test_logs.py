@@ -44,8 +44,9 @@ def test_a_token_in_the_url_never_reaches_the_access_log(hub: Hub) -> None:
     marker = unique("m")
     status, _, _ = http_request("GET", f"{hub.url}/{token}@{user}/{marker}/info/refs")
     assert status == 404
-    http_request("GET", f"{hub.url}/{user}/{marker}/info/refs?service=git-upload-pack&t={token}")
     http_request("GET", f"{hub.url}/api/whoami-v2?token={token}&m={marker}")
+    # The last request: its line is the one waited for.
+    http_request("GET", f"{hub.url}/{user}/{marker}/info/refs?service=git-upload-pack&t={token}")
     text = log_after(hub, mark, f"/{user}/{marker}/info/refs")
     # Booleans, so a failure never prints the log (or the token) it looked at.
     logged, redacted = f"{marker}/info/refs" in text, "hf_***@" in text
