@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hubtest import Git, Hub, MakeHub, free_port, http_request, run_cli, unique
+from hubtest import Git, Hub, MakeHub, Postgres, free_port, http_request, run_cli, unique
 
 Samples = dict[tuple[str, frozenset], float]
 
@@ -222,3 +222,23 @@ def test_metrics_port_taken_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_database_outage_is_counted(postgres: Postgres, make_hub: MakeHub) -> None:
+    port = free_port()
+    hub = make_hub(
+        database_url=postgres.url, workers=1, extra_args=["--metrics-bind", f"127.0.0.1:{port}"]
+    )
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    user = hub.make_user()
+    token = hub.make_token(user)
+    _, before = scrape(metrics_url)
+    postgres.stop()
+    try:
+        status, _, _ = http_request("GET", f"{hub.url}/api/whoami-v2", token=token, bearer=True)
+        assert status == 503
+    finally:
+        postgres.start()
+    _, after = settled(metrics_url, lambda s: delta(before, s, "hfgit_database_errors_total") > 0)
+    assert delta(before, after, "hfgit_database_errors_total") == 1
+    assert delta(before, after, "hfgit_requests_total", surface="api", status="503") == 1
