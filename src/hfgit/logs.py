@@ -88,13 +88,6 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line)
 
 
-class _Plain(logging.Formatter):
-    """gunicorn's error format, with the (already redacted) traceback appended."""
-
-    def __init__(self) -> None:
-        super().__init__(Logger.error_fmt, Logger.datefmt)
-
-
 def access_line(resp, environ: dict, request_time) -> dict:
     """The JSON access line: path without the query, no header values, no Basic username."""
     status = resp.status
@@ -142,7 +135,11 @@ def gunicorn_logger(log_format: str) -> type[Logger]:
     class HfgitLogger(Logger):
         def setup(self, cfg) -> None:
             super().setup(cfg)
-            errors = JsonFormatter() if log_format == "json" else _Plain()
+            errors = (
+                JsonFormatter()
+                if log_format == "json"
+                else logging.Formatter(Logger.error_fmt, Logger.datefmt)
+            )
             for handler in self.error_log.handlers:
                 handler.addFilter(Redact())
                 handler.setFormatter(errors)
