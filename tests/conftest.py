@@ -34,8 +34,10 @@ os.environ.update(
 )
 
 from hfgit.accounts import Accounts
+from hfgit.accounts.tokens import Tokens
 from hubtest import (
     ENGINES,
+    SECRETS,
     Git,
     Hub,
     MakeHub,
@@ -53,6 +55,51 @@ from hubtest import (
     wait_healthy,
 )
 from lfs_support import AWS_ENV, BUCKET
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remember_tokens() -> Iterator[None]:
+    """Every token made in this process (``Hub.make_token``, the ``accounts`` fixture,
+    direct calls) is remembered for :func:`pytest_sessionfinish`'s check of the logs."""
+    create, refresh = Tokens.create, Tokens.refresh
+
+    def remembered_create(self, *args, **kwargs):
+        secret, record = create(self, *args, **kwargs)
+        return SECRETS.token(secret), record
+
+    def remembered_refresh(self, *args, **kwargs):
+        return SECRETS.token(refresh(self, *args, **kwargs))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Tokens, "create", remembered_create)
+        patch.setattr(Tokens, "refresh", remembered_refresh)
+        yield
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any server log the suite wrote holds any token the suite made.
+
+    Only the log's name and the line number are printed, never the token.
+    """
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    logs: list[Path] = []
+    if factory is not None and SECRETS.tokens:
+        try:
+            logs = list(factory.getbasetemp().glob("**/serve-*.log"))
+        except OSError:
+            logs = []
+    leaks = SECRETS.leaks(logs)
+    if not leaks:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"  {name}: line {number}" for name, number in leaks[:50]]
+    message = "A token made by the test suite appears in a server log:\n" + "\n".join(lines)
+    if reporter is not None:
+        reporter.write("\n")
+        reporter.write_line(message, red=True)
+    else:
+        print(message)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _session_hub(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Iterator[Hub]:

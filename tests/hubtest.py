@@ -40,6 +40,36 @@ ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
 
 
+class SecretRegistry:
+    """Every token the test suite made and every server log it wrote, for the session's
+    last check (``conftest.pytest_sessionfinish``): no log may hold any of the tokens."""
+
+    def __init__(self) -> None:
+        self.tokens: set[str] = set()
+        self.logs: set[Path] = set()
+
+    def token(self, secret: str) -> str:
+        self.tokens.add(secret)
+        return secret
+
+    def leaks(self, extra_logs: Sequence[Path] = ()) -> list[tuple[str, int]]:
+        """(log file name, line number) of every line holding one of the tokens."""
+        found = []
+        for log in sorted(self.logs | set(extra_logs)):
+            try:
+                lines = log.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            for number, line in enumerate(lines, 1):
+                if "hf_" in line and any(token in line for token in self.tokens):
+                    found.append((log.name, number))
+        return found
+
+
+#: The session's registry (one process: the suite does not run in parallel workers).
+SECRETS = SecretRegistry()
+
+
 def require_tool(command: str, package: str) -> str:
     """Path of ``command``; skips (fails under CI) when it is not installed."""
     path = shutil.which(command)
@@ -95,6 +125,9 @@ def run_cli(
     if check and result.returncode != 0:
         stderr = result.stderr if text else result.stderr.decode(errors="replace")
         raise AssertionError(f"hfgit {args[0]} exited {result.returncode}:\n{stderr}")
+    if tuple(args[:2]) in (("token", "create"), ("token", "refresh")) and result.returncode == 0:
+        stdout = result.stdout if text else result.stdout.decode(errors="replace")
+        SECRETS.token(stdout.strip())
     return result
 
 
@@ -105,6 +138,7 @@ def spawn(
     command: Sequence[str], log: Path, env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """Start a server process writing everything to ``log``, which tells why it died."""
+    SECRETS.logs.add(log)
     with log.open("wb") as out:
         return subprocess.Popen(
             list(command),

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from hfgit import tokens
-from hubtest import ROOT, Git, Hub, require_tool, unique
+from hubtest import ROOT, SECRETS, Git, Hub, require_tool, unique
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -96,7 +97,7 @@ def copy_shown_value(page) -> str:
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied == page.locator("#token-value").input_value()
     assert tokens.is_well_formed(copied)
-    return copied
+    return SECRETS.token(copied)
 
 
 def token_row(page, name: str):
@@ -182,6 +183,25 @@ def test_tokens_page_end_to_end(hub: Hub, new_page, git: Git, tmp_path: Path) ->
     gone = git.run("ls-remote", hub.repo_url(private), token=write_value, check=False)
     assert gone.returncode != 0 and "Authentication failed" in gone.stderr
     assert sorted(t.name for t in hub.accounts.tokens.list(user)) == ["fine", "laptop-read"]
+
+
+def test_each_token_shows_its_last_use(hub: Hub, new_page, git: Git) -> None:
+    user = hub.make_user(password=PASSWORD)
+    rid = hub.make_repo(f"{user}/{unique('r')}", private=True)
+    page = new_page()
+    log_in(page, user)
+    used = create_token(page, "used", "read")
+    create_token(page, "idle", "read")
+
+    def last_used(name: str):
+        return token_row(page, name).locator("td[data-label='Last used']")
+
+    playwright_api.expect(last_used("used")).to_have_text("never")
+    git.run("ls-remote", hub.repo_url(rid), token=used)
+    page.goto("/settings/tokens")
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    playwright_api.expect(last_used("used")).to_have_text(re.compile(rf"{today} \d\d:\d\d UTC"))
+    playwright_api.expect(last_used("idle")).to_have_text("never")
 
 
 def test_new_token_form_errors_keep_input(hub: Hub, new_page) -> None:

@@ -61,7 +61,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers < 1 or args.threads < 1:
         raise InvalidInput("--workers and --threads need at least 1.")
     options = ServeOptions(
-        host=args.host, port=args.port, workers=args.workers, threads=args.threads
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=args.threads,
+        log_format=args.log_format,
+        metrics_bind=_host_port(args.metrics_bind) if args.metrics_bind else None,
     )
     if args.engine is not None:
         settings = dataclasses.replace(settings, git_engine=args.engine)
@@ -69,6 +74,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         settings = dataclasses.replace(settings, public_url=parse_public_url(args.public_url))
     serve(settings, options)
     return 0
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9100`` for IPv6) as a pair, or a message saying what is wrong."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInput(f"--metrics-bind wants HOST:PORT (e.g. 127.0.0.1:9100), not {text!r}.")
+    return host, int(port)
 
 
 def cmd_user_add(args, settings) -> int:
@@ -312,6 +326,41 @@ def cmd_lfs_gc(args, settings) -> int:
     return 0
 
 
+def _since(text: str) -> float:
+    """An ISO 8601 date or time as a timestamp; without a zone, UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"--since wants an ISO 8601 date or time (2025-01-31 or 2025-01-31T12:00:00Z), "
+            f"not {text!r}."
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def cmd_audit(args, settings) -> int:
+    repo = RepoId.parse(args.repo, args.type) if args.repo else None
+    since = _since(args.since) if args.since else None
+    entries = Accounts.open(settings).audit.read(user=args.user, repo=repo, since=since)
+    for entry in entries:
+        for line in entry.lines():
+            if args.json:
+                print(json.dumps(line))
+                continue
+            fields = [line.pop("time"), line.pop("event")]
+            detail = line.pop("detail", {})
+            fields += [f"{key}={_quoted(value)}" for key, value in {**line, **detail}.items()]
+            print("  ".join(fields))
+    return 0
+
+
+def _quoted(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return json.dumps(text) if not text or " " in text else text
+
+
 def _open_store(settings: Settings) -> Store:
     if settings.embedded_database:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -365,6 +414,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--public-url",
         help="URL clients reach this server at, for the absolute URLs it hands out "
         "(default: HFGIT_PUBLIC_URL, else the listening address)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="access and error log lines as gunicorn's text or one JSON object each",
+    )
+    serve.add_argument(
+        "--metrics-bind",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on this separate listener (default: none)",
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -500,6 +560,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="only report what would be removed")
     p.set_defaults(func=cmd_lfs_gc)
+
+    p = commands.add_parser("audit", parents=[store], help="list audit events, oldest first")
+    p.add_argument("--user", metavar="NAME", help="only events by or about this user")
+    p.add_argument("--repo", metavar="NS/NAME", help="only events on this repository")
+    p.add_argument("--type", choices=REPO_TYPES, default="model", help="type of --repo")
+    p.add_argument("--since", metavar="ISO", help="only events at this date or time or later")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_audit)
 
     db = commands.add_parser("db", help="the database schema").add_subparsers(
         dest="action", required=True, metavar="ACTION"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import shlex
 import shutil
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,10 @@ class ServeOptions:
     timeout: int = 120
     keepalive: int = 5
     access_log: bool = True
+    #: ``text`` (gunicorn's) or ``json`` (one object per line), access and error lines.
+    log_format: str = "text"
+    #: ``(host, port)`` of the Prometheus listener; None serves no metrics.
+    metrics_bind: tuple[str, int] | None = None
 
 
 class GunicornServer(BaseApplication):
@@ -70,6 +76,7 @@ class GunicornServer(BaseApplication):
             # the git processes they relay go with it.
             "worker_abort": _kill_git_processes,
         }
+        config.update(_observability(options))
         for key, value in config.items():
             self.cfg.set(key, value)
 
@@ -87,6 +94,36 @@ def _kill_git_processes(worker) -> None:
     from .server.git.gitproc import kill_all
 
     kill_all()
+
+
+def _observability(options: ServeOptions) -> dict:
+    """The logger class (redaction, format) and, with ``--metrics-bind``, the hooks that
+    run the metrics listener in the master. Imported here, after :func:`serve` has set
+    ``PROMETHEUS_MULTIPROC_DIR``: prometheus_client reads it once, at import."""
+    from .logs import gunicorn_logger
+
+    config: dict = {"logger_class": gunicorn_logger(options.log_format)}
+    if options.metrics_bind is None:
+        return config
+    from .metrics import Listener
+
+    host, port = options.metrics_bind
+    listener = Listener(host, port, Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+    config.update(
+        when_ready=lambda server: listener.start(),
+        post_fork=lambda server, worker: listener.close_inherited(),
+        child_exit=lambda server, worker: listener.worker_exited(worker.pid),
+        on_exit=lambda server: listener.stop(),
+    )
+    return config
+
+
+def _metrics_directory(enabled: bool) -> None:
+    """Give the workers a fresh private directory (0700) for their metric files, or none:
+    samples left by an earlier run, or another server's, must not be added in."""
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if enabled:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hfgit-metrics-")
 
 
 def _hfgit_command() -> str:
@@ -125,39 +162,45 @@ def listen_url(host: str, port: int) -> str:
 
 def serve(settings: Settings, options: ServeOptions) -> None:
     """Create the data directory and schema once, say how to start, then serve forever."""
+    _metrics_directory(options.metrics_bind is not None)
+    from .logs import announce
+
     accounts = Accounts.open(settings)
     has_users = bool(accounts.users.list_users())
     accounts.store.dispose()
     url = listen_url(options.host, options.port)
     settings = dataclasses.replace(settings, listen_url=url)
-    print(f"hfgit serving {url}  (data: {settings.data_dir})", file=sys.stderr)
-    print(f"git engine: {_engine_line(settings)}", file=sys.stderr)
+    announce(f"hfgit serving {url}  (data: {settings.data_dir})", options.log_format)
+    announce(f"git engine: {_engine_line(settings)}", options.log_format)
     if settings.public_url is None and not settings.trust_proxy:
-        print(
+        announce(
             f"Absolute URLs (LFS transfers, API) use {url}; clients that reach this server "
             "by another name need --public-url (HFGIT_PUBLIC_URL).",
-            file=sys.stderr,
+            options.log_format,
         )
     if not has_users:
         flag = f" --data-dir {shlex.quote(str(settings.data_dir))}"
         hfgit = _hfgit_command()
-        print(
+        announce(
             "No users yet. In another terminal, create one and a first token:\n"
             f"  {hfgit} user add alice{flag}\n"
             f"  {hfgit} repo create alice/my-model --private{flag}\n"
             f"  {hfgit} token create alice --name laptop --role write{flag}\n"
             f"Then: git clone {url}/alice/my-model  (username: alice, password: the token)",
-            file=sys.stderr,
+            options.log_format,
         )
     from .server.git.sweep import recover_at_start
 
     # Before any worker exists: what killed pushes and uploads left goes now.
     recovered = recover_at_start(settings)
     if recovered.total:
-        print(
+        announce(
             f"Recovered after a crash: {recovered.quarantines} push quarantines, "
             f"{recovered.temp_packs} temporary packs, {recovered.ref_locks} stale ref locks, "
             f"{recovered.deleted_repos} half-deleted repositories removed.",
-            file=sys.stderr,
+            options.log_format,
         )
+    if options.metrics_bind is not None:
+        host, port = options.metrics_bind
+        announce(f"metrics on http://{host}:{port}/metrics", options.log_format)
     GunicornServer(settings, options).run()

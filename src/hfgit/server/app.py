@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Request, Response
 
+from .. import metrics
 from ..accounts import Accounts
 from ..config import Settings
 from ..names import is_canonical
@@ -25,6 +26,7 @@ from .files import FilesService
 from .gate import AuthLimits, Gate
 from .git.service import NOT_SERVED, GitService
 from .lfs import LfsService
+from .observe import REPO, ROUTE, Observed
 from .pages import PagesService
 from .refusal import DOMAIN_ERRORS, Refusal, refusal_for
 from .repoinfo import RepoInfoService
@@ -87,11 +89,16 @@ class HfGitApp:
             if settings.trust_proxy
             else self._dispatch
         )
+        self._observed = Observed(self._serve)
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
+        return self._observed(environ, start_response)
+
+    def _serve(self, environ: dict, start_response) -> Iterable[bytes]:
         try:
             return self._handler(environ, start_response)
         except DatabaseUnavailable:
+            metrics.DATABASE_ERRORS.inc()
             log.error("database unavailable while serving %s", environ.get("PATH_INFO"))
             return responses.text(503, responses.UNAVAILABLE_MESSAGE)(environ, start_response)
 
@@ -124,6 +131,9 @@ class HfGitApp:
             )
             refusal = Refusal(405, f"Use {' or '.join(allowed)} for this URL.")
             return self._refuse(surface, refusal, environ, start_response)
+        environ[ROUTE] = endpoint
+        if "repo" in args:
+            environ[REPO] = str(args["repo"])
         surface_name, _, handler_name = endpoint.partition(".")
         surface = self.surfaces[surface_name]
         request = surface.request_class(environ)

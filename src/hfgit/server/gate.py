@@ -19,6 +19,7 @@ from ..accounts import Accounts, AuthError, Caller, RepoRecord
 from ..config import Settings
 from ..names import RepoId
 from ..policy import Action, Decision, decide
+from .observe import AUTH_FAILURE, USER
 from .refusal import Refusal
 
 #: What git (and git-lfs) show for credentials that identify nobody, by kind.
@@ -167,10 +168,14 @@ class Gate:
         secret = None
         try:
             secret = secret_from(environ)
-            return None if secret is None else self.accounts.lookups.authenticate(secret)
+            caller = None if secret is None else self.accounts.lookups.authenticate(secret)
         except AuthError as error:
+            environ[AUTH_FAILURE] = error.kind
             self.limiter.failed(environ, secret)
             raise bad_credentials(error) from None
+        if caller is not None:
+            environ[USER] = caller.principal.user
+        return caller
 
     def check(self, caller: Caller | None, repo_id: RepoId, action: Action) -> Access:
         """Look the repository up once and decide; the answer is the same for hidden and missing."""

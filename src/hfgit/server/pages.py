@@ -31,6 +31,7 @@ from ..accounts import (
 from ..accounts import NotFound as AccountNotFound
 from ..accounts.logins import LoginLimiter
 from ..config import Settings
+from .observe import USER
 from .refusal import Refusal
 from .sessions import Session, SessionCookies, csrf_matches, password_tag
 from .surface import Surface
@@ -155,6 +156,7 @@ class PagesService(Surface):
             return Session(csrf=session.csrf)
         if row.disabled_at is not None or session.password_tag != password_tag(row.password_hash):
             return Session(csrf=session.csrf)
+        request.environ[USER] = session.user
         return session
 
     def _logged_in(self, request: Request) -> Session:

@@ -28,6 +28,7 @@ from dulwich.protocol import CAPABILITY_ATOMIC, SIDE_BAND_CHANNEL_PROGRESS
 from dulwich.refs import Ref, check_ref_format
 from dulwich.server import ReceivePackHandler
 
+from ... import metrics
 from ...config import MiB, Settings
 from ...disk import REF_RESERVE, free_bytes, out_of_space
 from ..body import BodyError
@@ -231,6 +232,7 @@ class HardenedReceivePackHandler(ReceivePackHandler):
 
     def _on_post_receive(self, client_refs) -> None:
         """After refs moved: the audit, then a repack in the background if one is due."""
+        metrics.push_landed(len(client_refs))
         if self._on_push is not None:
             self._on_push(list(client_refs))
         scheduler.after_push(self.repo.path, self.limits.maintenance)
