@@ -12,12 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from dulwich.protocol import ReceivableProtocol
 from dulwich.repo import Repo
 from dulwich.server import Backend, Handler
 
 from ...accounts import Caller, RepoRecord
 from .fetch import FetchLimits, HardenedUploadPackHandler
+from .protocol import StrictProtocol
 from .push import HardenedReceivePackHandler, PushLimits
 from .refs import Command
 
@@ -106,7 +106,7 @@ class DulwichService:
         self.make_handler = make_handler
 
     def advertise(self, session: GitSession, write: Callable[[bytes], object]) -> None:
-        proto = ReceivableProtocol(_no_input, write)
+        proto = StrictProtocol(_no_input, write)
         self.make_handler(session, proto, advertise_refs=True).handle()
 
     def serve(
@@ -115,7 +115,7 @@ class DulwichService:
         read: Callable[[int], bytes],
         write: Callable[[bytes], object],
     ) -> None:
-        self.make_handler(session, ReceivableProtocol(read, write)).handle()
+        self.make_handler(session, StrictProtocol(read, write)).handle()
 
 
 def _no_input(size: int = -1) -> bytes:
