@@ -18,7 +18,7 @@ from dulwich.server import Backend, Handler
 from ...accounts import Caller, RepoRecord
 from .fetch import FetchLimits, HardenedUploadPackHandler
 from .protocol import StrictProtocol
-from .push import HardenedReceivePackHandler, PushLimits
+from .push import HardenedReceivePackHandler, LiveTokens, PushLimits
 from .refs import Command
 
 UPLOAD_PACK = "git-upload-pack"
@@ -62,6 +62,8 @@ class EngineContext:
     push_limits: PushLimits
     #: Called with the ref updates of every push that went through, for the audit.
     record_push: Callable[[GitSession, list[Command]], None]
+    #: Which token-shaped strings are live tokens, for push protection (none: no scan).
+    live_tokens: LiveTokens | None = None
 
 
 Engine = Callable[[EngineContext], Mapping[str, ServiceHandler]]
@@ -143,6 +145,7 @@ def dulwich_engine(context: EngineContext) -> Mapping[str, ServiceHandler]:
             stateless_rpc=True,
             limits=context.push_limits,
             on_push=lambda refs: context.record_push(session, refs),
+            live_tokens=context.live_tokens,
             **kwargs,
         )
 

@@ -47,6 +47,7 @@ class GitService(Surface):
             FetchLimits.from_settings(settings),
             PushLimits.from_settings(settings),
             self._record_push,
+            accounts.lookups.live_tokens,
         )
         self.handlers = service_handlers(settings.git_engine, context)
 
