@@ -264,7 +264,7 @@ def _mutated(draw, world: World) -> bytes:
 
 
 def _bodies(world: World) -> st.SearchStrategy[bytes]:
-    plain = st.one_of(
+    return st.one_of(
         st.just(b""),
         st.binary(max_size=512),
         _pkt_lines(world),
@@ -273,7 +273,6 @@ def _bodies(world: World) -> st.SearchStrategy[bytes]:
         _mutated(world),
         st.sampled_from([b"[" * 5000, b'{"a":' * 3000, b"1," * 6000, b'"' + b'\\"' * 2000]),
     )
-    return plain
 
 
 CONTENT_TYPES = [

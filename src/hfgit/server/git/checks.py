@@ -21,7 +21,7 @@ from dulwich.errors import ObjectFormatException
 from dulwich.object_format import ObjectFormat
 from dulwich.objects import S_IFGITLINK, Blob, Commit, ShaFile, Tag, Tree, parse_tree
 
-from ...leaks import candidate_tokens
+from ...leaks import LiveToken, candidate_tokens
 
 
 class PackRejected(Exception):
@@ -102,7 +102,7 @@ class PackGraph:
     #: Token-shaped strings with a valid checksum -> the blobs of the pack holding them.
     token_candidates: dict[str, set[bytes]] = field(default_factory=dict)
     #: Blobs that hold a live token (filled by the push once the database has answered).
-    leaked: dict[bytes, object] = field(default_factory=dict)
+    leaked: dict[bytes, LiveToken] = field(default_factory=dict)
 
 
 def check_tree(sha: bytes, raw: bytes, oid_length: int, gitmodules: dict[bytes, bytes]):

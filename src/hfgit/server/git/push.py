@@ -211,9 +211,8 @@ class HardenedReceivePackHandler(ReceivePackHandler):
                     commit, path, _ = report.leaks[0]
                     errors[ref] = _leak_reason(commit, path, len(report.leaks))
                     for commit, path, blob in report.leaks:
-                        token = graph.leaked[blob]
-                        assert isinstance(token, LiveToken)
-                        leaks.setdefault((commit, path), Leak(commit.decode(), path, token))
+                        leak = Leak(commit.decode(), path, graph.leaked[blob])
+                        leaks.setdefault((commit, path), leak)
                 elif report.big_files:
                     errors[ref] = b"file too large: use git lfs track (see remote messages)"
                     for path in report.big_files:
