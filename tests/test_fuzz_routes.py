@@ -353,7 +353,9 @@ def _requests(draw, world: World, template: str, methods: list[str]) -> Request:
         headers.append(("Git-Protocol", protocol))
     framing = draw(st.sampled_from(["length", "chunked"]))
     if "framing" in bend:
-        framing = draw(st.sampled_from(["short", "long", "none", "chunked"]))
+        framing = draw(
+            st.sampled_from(["short", "long", "none", "chunked", "bad-chunk", "chunk-no-end"])
+        )
     if "headers" in bend:
         headers.append(
             draw(
@@ -380,6 +382,12 @@ def _encode(request: Request, host: str) -> bytes:
     if request.framing == "chunked":
         lines.append("Transfer-Encoding: chunked")
         body = (f"{len(body):x}\r\n".encode() + body + b"\r\n" if body else b"") + b"0\r\n\r\n"
+    elif request.framing == "bad-chunk":  # a chunk size that is no hex, or lies
+        lines.append("Transfer-Encoding: chunked")
+        body = f"{len(body) + 7:x}\r\n".encode() + body + b"\r\nzz\r\n\r\n"
+    elif request.framing == "chunk-no-end":  # the half-close comes before the last chunk
+        lines.append("Transfer-Encoding: chunked")
+        body = f"{len(body):x}\r\n".encode() + body
     elif request.framing == "short":  # declares less than it sends
         lines.append(f"Content-Length: {len(body) // 2}")
     elif request.framing == "long":  # declares more; the half-close ends the body
