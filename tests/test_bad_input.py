@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from _wire import FLUSH, PushTarget, pkt, post, read_pkts
+from hfgit.server.body import BodyError, parse_json
 from hubtest import Git, Hub, basic_auth
 
 UPLOAD = "git-upload-pack"
@@ -120,3 +121,31 @@ def test_wrong_method_on_a_path_no_rule_accepts(hub: Hub, path: str):
     """A path that fits another method's rule until its converters refuse it: 404, not 500."""
     status, body = _send(hub.url + path.format(long="x" * 300), "GET", b"", {})
     assert status == 404, body[:200]
+
+
+# The JSON caps themselves: pure code, table-tested.
+
+JSON_SHAPES = [
+    (b'{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}', None),  # brackets in a string
+    (b'["\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["]', None),  # after an escaped quote
+    (b"[" * 32 + b"]" * 32, None),
+    (b"[" * 33 + b"]" * 33, 400),
+    (b"[" * 100_000, 400),
+    (b"[" + b"1," * 9_998 + b"1]", None),
+    (b"[" + b"1," * 9_999 + b"1]", None),  # 10,000 elements: the limit
+    (b"[" + b"1," * 10_000 + b"1]", 413),
+    (b'"' + b"\\\\" * 50_000 + b'"', None),
+    (b'["unterminated', 400),
+    (b"\xff\xfe", 400),
+    (b"1" * 5000, 400),
+]
+
+
+@pytest.mark.parametrize(("raw", "status"), JSON_SHAPES, ids=range(len(JSON_SHAPES)))
+def test_json_caps_before_parsing(raw: bytes, status: int | None):
+    if status is None:
+        parse_json(raw)
+    else:
+        with pytest.raises(BodyError) as refused:
+            parse_json(raw)
+        assert refused.value.status == status
