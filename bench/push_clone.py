@@ -18,6 +18,14 @@ the ratio hardened / dulwich:
   commits each rewriting three ~2 KB files, and four 7.5 MB incompressible files (30 MB,
   each file under the default 10 MiB blob limit).
 
+* **scan** (in process, ``--only scan``): push protection's cost. The same hardened
+  receive-pack with and without the token scan (a ``live_tokens`` lookup that finds
+  nothing, against none), pushing four 7.5 MB incompressible files (30 MB) and, as a
+  second case, 30 MB of text with a token-shaped string (bad checksum) every 75 bytes, into an empty
+  repository. Then end to end: real ``git push`` of the 30 MB of files over HTTP to
+  ``hfgit serve`` as shipped and to the same server with the scan off (the ``noscan``
+  git engine registered here). Issue 12's goal: at most 5% slower.
+
 The two variants run alternately, one run of each after the other, in alternating
 order, so both see the same background load (another benchmark may share the machine);
 the load average is printed before and after.
@@ -25,6 +33,7 @@ the load average is printed before and after.
     .venv/bin/python bench/push_clone.py            # a few minutes on 2 cores
     .venv/bin/python bench/push_clone.py --quick    # smoke run
     .venv/bin/python bench/push_clone.py --only handlers
+    .venv/bin/python bench/push_clone.py --only scan
 """
 
 from __future__ import annotations
@@ -64,6 +73,7 @@ from hfgit.server.git.engines import (
     DulwichService,
     EngineContext,
     OneRepoBackend,
+    dulwich_engine,
     register,
 )
 from hfgit.server.git.fetch import HardenedUploadPackHandler
@@ -159,6 +169,73 @@ def bench_handlers(runs: int, commits: int) -> None:
         print(median_line(op, times[op]))
 
 
+def _no_live_tokens(candidates) -> dict:
+    """A lookup that finds nothing: the scan's cost without a database."""
+    list(candidates)
+    return {}
+
+
+def make_files_pack(git: Git, root: Path, files: dict[str, bytes]) -> tuple[bytes, bytes]:
+    """One commit holding ``files``; returns (tip, pack of everything)."""
+    work = root / "files"
+    git.run("init", "-q", "-b", "main", str(work), cwd=root)
+    for name, data in files.items():
+        (work / name).write_bytes(data)
+    git.run("add", "-A", cwd=work)
+    git.run("commit", "-q", "-m", "files", cwd=work)
+    tip = git.run("rev-parse", "HEAD", cwd=work).strip()
+    pack = git.run("pack-objects", "--all", "--stdout", "--revs", cwd=work, input=b"")
+    shutil.rmtree(work)
+    return tip, pack
+
+
+def bench_scan(runs: int) -> None:
+    """Push protection's token scan: the hardened push with and without it."""
+    settings = Settings(data_dir=Path(tempfile.gettempdir()), database_url="sqlite://")
+    limits = PushLimits.from_settings(settings)
+    line = b"see hf_abcdefghijklmnopqrstuvwxyzABCDEFGH, a token-shaped string, in text\n"
+    cases = {
+        "4 x 7.5 MB random": {f"big{i}.bin": os.urandom(15 * MiB // 2) for i in range(4)},
+        "30 MB text with hf_": {
+            f"text{i}.txt": line * (15 * MiB // 2 // len(line)) for i in range(4)
+        },
+    }
+    variants = {"no scan": {}, "scan": {"live_tokens": _no_live_tokens}}
+    with tempfile.TemporaryDirectory(prefix="hfgit-bench-scan-") as tmp:
+        root = Path(tmp)
+        git = Git(root / "home")
+        empty = root / "empty.git"
+        Repo.init_bare(str(empty), mkdir=True)
+        print(f"\npush protection scan, in process (load average {load_average()})")
+        print(f"medians over {runs} runs (seconds):")
+        for label, files in cases.items():
+            tip, pack = make_files_pack(git, root, files)
+            push = pkt(ZERO + b" " + tip + b" refs/heads/main\0report-status ofs-delta\n")
+            push += b"0000" + pack
+            times: dict[str, list[float]] = {name: [] for name in variants}
+            for run_index in range(runs + 1):
+                order = list(variants) if run_index % 2 else list(reversed(variants))
+                for name in order:
+                    target = root / f"scan-{run_index}.git"
+                    shutil.copytree(empty, target)
+                    with Repo(str(target)) as repo:
+                        took, answer = run_handler(
+                            HardenedReceivePackHandler, repo, push, limits=limits, **variants[name]
+                        )
+                    assert b"ok refs/heads/main" in answer, answer[-200:]
+                    if run_index:
+                        times[name].append(took)
+                    shutil.rmtree(target)
+            base = statistics.median(times["no scan"])
+            ours = statistics.median(times["scan"])
+            print(
+                f"  {label:22} ({len(pack) / MiB:.1f} MiB pack)  no scan {base:7.3f}"
+                f"  scan {ours:7.3f}  ratio {ours / base:.3f}"
+            )
+    bench_scan_end_to_end(runs)
+    print(f"load average after: {load_average()}")
+
+
 # --- end to end over HTTP ------------------------------------------------------------
 
 
@@ -197,9 +274,59 @@ def plain_engine(context: EngineContext):
 register("plain", plain_engine)
 
 
-def serve_plain(data_dir: str, port: int) -> None:
-    settings = dataclasses.replace(Settings.load(data_dir), git_engine="plain")
+register("noscan", lambda context: dulwich_engine(dataclasses.replace(context, live_tokens=None)))
+
+
+def serve_plain(data_dir: str, port: int, engine: str = "plain") -> None:
+    settings = dataclasses.replace(Settings.load(data_dir), git_engine=engine)
     GunicornServer(settings, ServeOptions(port=port)).run()
+
+
+def bench_scan_end_to_end(runs: int) -> None:
+    """``git push`` of 30 MB of files to hfgit serve, with and without the token scan."""
+    names = ("noscan", "scan")
+    with tempfile.TemporaryDirectory(prefix="hfgit-bench-scan-e2e-") as tmp:
+        root = Path(tmp)
+        data_dir = root / "data"
+        settings = Settings.load(data_dir)
+        accounts = Accounts.open(settings)
+        accounts.users.create_user(USER)
+        token, _ = accounts.tokens.create(USER, "bench", "write")
+        for name in names:
+            for run in range(runs + 1):
+                accounts.repos.create(RepoId(type="model", namespace=USER, name=f"{name}-{run}"))
+        accounts.store.dispose()
+        git = Git(root / "home", token)
+        source = root / "src.git"
+        git.import_bare(source, bigfiles_stream(4, 15 * MiB // 2))
+        ports = {name: free_port() for name in names}
+        python = sys.executable
+        commands = {
+            "scan": [
+                *(python, "-m", "hfgit.cli", "serve"),
+                *("--data-dir", str(data_dir), "--port", str(ports["scan"])),
+            ],
+            "noscan": [python, __file__, "--serve-noscan", str(data_dir), str(ports["noscan"])],
+        }
+        servers = {}
+        times: dict[str, list[float]] = {name: [] for name in names}
+        try:
+            for name in names:
+                servers[name] = ServerProcess.start(
+                    commands[name], ports[name], root / f"{name}.log"
+                )
+            for run in range(runs + 1):
+                for name in names if run % 2 else names[::-1]:
+                    target = f"{servers[name].url}/{USER}/{name}-{run}"
+                    took = git.timed("--git-dir", str(source), "push", "-q", target, "main")
+                    if run:
+                        times[name].append(took)
+        finally:
+            for server in servers.values():
+                server.stop()
+    base, ours = statistics.median(times["noscan"]), statistics.median(times["scan"])
+    print(f"  HTTP git push, 4 x 7.5 MB files  no scan {base:7.3f}  scan {ours:7.3f}", end="")
+    print(f"  ratio {ours / base:.3f}")
 
 
 def bench_end_to_end(runs: int, commits: int) -> None:
@@ -301,13 +428,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--commits", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="3 runs, 40 commits")
-    parser.add_argument("--only", choices=("handlers", "e2e"))
+    parser.add_argument("--only", choices=("handlers", "e2e", "scan"))
     parser.add_argument(
         "--serve-plain", nargs=2, metavar=("DATA_DIR", "PORT"), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--serve-noscan", nargs=2, metavar=("DATA_DIR", "PORT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.serve_plain:
         serve_plain(args.serve_plain[0], int(args.serve_plain[1]))
+        return
+    if args.serve_noscan:
+        serve_plain(args.serve_noscan[0], int(args.serve_noscan[1]), engine="noscan")
         return
     if args.quick:
         args.runs, args.commits = 3, 40
@@ -317,6 +450,8 @@ def main() -> None:
         bench_handlers(args.runs, args.commits)
     if args.only in (None, "e2e"):
         bench_end_to_end(args.runs, args.commits)
+    if args.only in (None, "scan"):
+        bench_scan(args.runs)
 
 
 if __name__ == "__main__":

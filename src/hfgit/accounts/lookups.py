@@ -7,11 +7,13 @@ or changing their memberships takes effect on the next request in every process.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import sqlalchemy as sa
 
 from .. import policy
 from .. import tokens as token_format
+from ..leaks import LiveToken, candidate_tokens
 from ..names import RepoId
 from ..store import Store, accounts, memberships
 from ..store import tokens as token_table
@@ -33,6 +35,15 @@ _TOKEN_WITH_OWNER = sa.select(
 ).join(accounts, accounts.c.id == token_table.c.owner_id)
 _TOKEN_BY_DIGEST = _TOKEN_WITH_OWNER.where(token_table.c.digest == sa.bindparam("digest"))
 _TOKEN_BY_ID = _TOKEN_WITH_OWNER.where(token_table.c.id == sa.bindparam("token_id"))
+_TOKENS_BY_DIGESTS = sa.select(
+    token_table.c.id,
+    token_table.c.digest,
+    token_table.c.display_name,
+    token_table.c.expires_at,
+    accounts.c.name.label("owner_name"),
+).join(accounts, accounts.c.id == token_table.c.owner_id)
+#: Digests per query when looking up the candidates of one push.
+_DIGESTS_PER_QUERY = 500
 _ORG_ROLES = (
     sa.select(accounts.c.name_lower, memberships.c.role)
     .join(accounts, accounts.c.id == memberships.c.org_id)
@@ -60,6 +71,36 @@ class Lookups:
             raise AuthError("invalid")
         digest = token_format.digest(secret, self.token_key)
         return self._token_caller(_TOKEN_BY_DIGEST, {"digest": digest})
+
+    def live_tokens(self, candidates: Iterable[str]) -> dict[str, LiveToken]:
+        """Which of ``candidates`` are current tokens (not deleted, refreshed or expired).
+
+        For content scanned for leaked tokens: one query per few hundred candidates,
+        however many blobs they came from. Nothing is recorded: finding a token in a
+        file is not a use of it.
+        """
+        by_digest = {
+            token_format.digest(candidate, self.token_key): candidate
+            for candidate in candidates
+            if token_format.is_well_formed(candidate)
+        }
+        digests = list(by_digest)
+        live: dict[str, LiveToken] = {}
+        now = time.time()
+        with self.store.begin() as conn:
+            for start in range(0, len(digests), _DIGESTS_PER_QUERY):
+                batch = digests[start : start + _DIGESTS_PER_QUERY]
+                query = _TOKENS_BY_DIGESTS.where(token_table.c.digest.in_(batch))
+                for row in conn.execute(query):
+                    if row.expires_at is None or row.expires_at > now:
+                        token = LiveToken(row.id, row.owner_name, row.display_name)
+                        live[by_digest[row.digest]] = token
+        return live
+
+    def find_live_tokens(self, data: bytes) -> list[LiveToken]:
+        """The live tokens of this server in ``data`` (a file's content), for any writer
+        that takes content from users (a push, an API commit) to refuse it."""
+        return list(self.live_tokens(candidate_tokens([data])).values())
 
     def caller_for_token(self, token_id: int) -> Caller:
         """The caller a token id stands for now; :class:`AuthError` once it is deleted or

@@ -17,6 +17,7 @@ from ..accounts import AccessRequest, Accounts, Actor, Caller, Conflict
 from ..config import Settings
 from ..names import RepoId
 from ..policy import Action, decide_create
+from .body import open_body, parse_json, read_all
 from .gate import Access, Gate
 from .refusal import Refusal
 from .surface import Surface
@@ -81,7 +82,9 @@ def _bad_request(message: str) -> Refusal:
 
 
 def _body(request: Request) -> dict:
-    data = request.get_json(silent=True)
+    if not request.is_json:
+        raise _bad_request("Send a JSON object with Content-Type: application/json.")
+    data = parse_json(read_all(open_body(request.environ, MAX_BODY_BYTES)))
     if not isinstance(data, dict):
         raise _bad_request("Send a JSON object with Content-Type: application/json.")
     return data

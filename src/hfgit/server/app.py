@@ -8,7 +8,7 @@ dialect; errors of the layers below (names, accounts, LFS) become refusals on th
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -83,6 +83,9 @@ class HfGitApp:
             "pages": self.pages,
             "site": self.site,
         }
+        self.handlers = {
+            rule.endpoint: _handler(self.surfaces, rule.endpoint) for rule in URL_MAP.iter_rules()
+        }
         # Forwarded headers are believed only when configured: a client could forge them.
         self._handler = (
             ProxyFix(self._dispatch, x_for=1, x_proto=1, x_host=1)
@@ -119,37 +122,44 @@ class HfGitApp:
         try:
             endpoint, args = urls.match(path_info=path)
         except NotFound:
-            surface = surface_of(path)
-            refusal = Refusal(404, NOT_FOUND.get(surface, "Not found."))
-            return self._refuse(surface, refusal, environ, start_response)
+            return self._not_found(path, environ, start_response)
         except MethodNotAllowed as error:
             allowed = sorted(error.valid_methods or ())
-            surface = (
-                urls.match(path_info=path, method=allowed[0])[0].partition(".")[0]
-                if allowed
-                else "site"
-            )
+            try:
+                surface = (
+                    urls.match(path_info=path, method=allowed[0])[0].partition(".")[0]
+                    if allowed
+                    else "site"
+                )
+            except NotFound:
+                # The path fits a rule of another method only until its converters
+                # look at the values (a repository name that cannot be one): no such URL.
+                return self._not_found(path, environ, start_response)
             refusal = Refusal(405, f"Use {' or '.join(allowed)} for this URL.")
             return self._refuse(surface, refusal, environ, start_response)
         environ[ROUTE] = endpoint
         if "repo" in args:
             environ[REPO] = str(args["repo"])
-        surface_name, _, handler_name = endpoint.partition(".")
-        surface = self.surfaces[surface_name]
+        surface = self.surfaces[endpoint.partition(".")[0]]
         request = surface.request_class(environ)
         try:
             check_transfer_coding(environ)
-            answer = getattr(surface, handler_name)(request, **args)
+            answer = self.handlers[endpoint](request, **args)
         except Refusal as refusal:
             answer = _render(surface, refusal, request)
         except DOMAIN_ERRORS as error:
-            answer = surface.refuse(refusal_for(error), request)
+            answer = _render(surface, refusal_for(error), request)
         except HTTPException as error:  # from werkzeug's parsers: a body over its limit
             refusal = Refusal(error.code or 400, error.description or "Bad request.")
-            answer = surface.refuse(refusal, request)
+            answer = _render(surface, refusal, request)
         if isinstance(answer, Response):
             answer = surface.finish(request, answer)
         return answer(environ, start_response)
+
+    def _not_found(self, path: str, environ: dict, start_response):
+        surface = surface_of(path)
+        refusal = Refusal(404, NOT_FOUND.get(surface, "Not found."))
+        return self._refuse(surface, refusal, environ, start_response)
 
     def _refuse(self, name: str, refusal: Refusal, environ: dict, start_response):
         surface = self.surfaces[name]
@@ -164,6 +174,20 @@ def _render(surface: Surface, refusal: Refusal, request: Request) -> Response:
     if refusal.retry_after is not None:
         response.headers["Retry-After"] = str(refusal.retry_after)
     return response
+
+
+def _handler(surfaces: dict[str, Surface], endpoint: str) -> Callable[..., object]:
+    """The handler an endpoint names: a method of the surface's class.
+
+    Looked up on the class, not the instance, so that an attribute of the same name
+    (``PagesService.settings``, its configuration) never stands in for the handler.
+    """
+    surface_name, _, name = endpoint.partition(".")
+    surface = surfaces[surface_name]
+    function = getattr(type(surface), name, None)
+    if not callable(function):
+        raise TypeError(f"route endpoint {endpoint!r} names no handler of {type(surface).__name__}")
+    return function.__get__(surface)
 
 
 def create_app(settings: Settings | None = None, accounts: Accounts | None = None) -> HfGitApp:

@@ -17,6 +17,7 @@ from ..config import MiB, Settings
 from ..names import RepoId
 from ..policy import Action
 from .api import INVALID_CREDENTIALS, error_response, hub_refusal
+from .body import BoundedJson
 from .gate import Access, Gate
 from .git.content import RepoReader
 from .lfs import LfsService
@@ -50,6 +51,7 @@ def entry_not_found(path: str, commit: str) -> FileRefusal:
 
 
 class FileApiRequest(Request):
+    json_module = BoundedJson
     #: Preupload and paths-info bodies; the commit's NDJSON is read with its own limit.
     max_content_length = 4 * MiB
     max_form_memory_size = 4 * MiB

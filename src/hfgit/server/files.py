@@ -28,7 +28,7 @@ from ..names import RepoId
 from ..policy import Action
 from . import rawpath
 from .api import error_response, json_response
-from .body import open_body
+from .body import JSON_MAX_DEPTH, JSON_MAX_ITEMS, check_json_shape, open_body
 from .filerepo import FileApiSurface, entry_not_found, revision_not_found
 from .gate import Access
 from .git.apicommit import (
@@ -433,6 +433,7 @@ def _parse_commit(raw: bytes) -> tuple[dict, list[Operation]]:
         if not line.strip():
             continue
         try:
+            check_json_shape(line, max_depth=JSON_MAX_DEPTH, max_items=JSON_MAX_ITEMS)
             item = json.loads(line)
         except ValueError:
             raise _bad(f"Line {number} of the commit is not JSON.") from None

@@ -37,7 +37,7 @@ from ..names import RepoId
 from ..policy import Action
 from . import responses
 from .api import header_text
-from .body import BodyError, open_body
+from .body import BodyError, open_body, parse_json, read_all
 from .gate import Access, Gate, bad_credentials
 from .refusal import Refusal
 from .surface import Surface
@@ -68,13 +68,6 @@ def _object_error(oid: object, size: object, code: int, message: str) -> dict:
 def _credential(caller: Caller | None) -> str:
     """What a transfer URL is bound to: the current digest of the caller's token."""
     return (caller.token_digest or "") if caller else ""
-
-
-def _read_all(read) -> bytes:
-    chunks = []
-    while chunk := read(64 * 1024):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class LfsService(Surface):
@@ -142,17 +135,15 @@ class LfsService(Surface):
         return _lfs_json({"transfer": "basic", "objects": answers, "hash_algo": "sha256"})
 
     def _read_batch(self, request: Request) -> dict:
-        raw = _read_all(open_body(request.environ, BATCH_BODY_LIMIT))
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise BodyError(400, "The batch request body is not valid JSON.") from None
+        raw = read_all(open_body(request.environ, BATCH_BODY_LIMIT))
+        limit = self.settings.lfs_max_batch_objects
+        # An object is {oid, size} (git-lfs adds nothing else): room for a few more keys.
+        body = parse_json(raw, max_items=8 * limit + 64)
         if not isinstance(body, dict) or body.get("operation") not in ("upload", "download"):
             raise BodyError(422, 'The batch request needs "operation": "upload" or "download".')
         objects = body.get("objects")
         if not isinstance(objects, list) or not all(isinstance(o, dict) for o in objects):
             raise BodyError(422, 'The batch request needs "objects": a list of {oid, size}.')
-        limit = self.settings.lfs_max_batch_objects
         if len(objects) > limit:
             raise BodyError(413, f"Too many objects in one batch: the limit is {limit}.")
         transfers = body.get("transfers", ["basic"])
@@ -253,8 +244,8 @@ class LfsService(Surface):
     def verify(self, request: Request, repo: RepoId, oid: str, size: int) -> Response:
         record = self._transfer(request, repo, "verify", oid, size).repo
         try:
-            body = json.loads(_read_all(open_body(request.environ, 64 * 1024)) or b"{}")
-        except (BodyError, ValueError):
+            body = parse_json(read_all(open_body(request.environ, 64 * 1024)) or b"{}")
+        except BodyError:
             raise Refusal(400, "The verify request body must be JSON {oid, size}.") from None
         if not isinstance(body, dict) or body.get("oid") != oid or body.get("size") != size:
             raise Refusal(422, "The verify request does not match the object of this URL.")
@@ -404,11 +395,7 @@ def _last_value(request: Request, name: str) -> str | None:
 
 def _read_json(request: Request) -> dict:
     """A small JSON object body; an empty body counts as ``{}``."""
-    raw = _read_all(open_body(request.environ, LOCK_BODY_LIMIT))
-    try:
-        data = json.loads(raw or b"{}")
-    except ValueError:
-        raise BodyError(400, "The request body is not valid JSON.") from None
+    data = parse_json(read_all(open_body(request.environ, LOCK_BODY_LIMIT)) or b"{}")
     if not isinstance(data, dict):
         raise BodyError(400, "The request body must be a JSON object.")
     return data

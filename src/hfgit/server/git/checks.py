@@ -5,6 +5,8 @@ entries named ``.git`` in any filesystem's spelling (HFS+, NTFS) are refused, as
 ``.gitmodules`` that are symlinks or carry option-like URLs and paths. Every new tip
 must then be connected: each object it reaches is in the pack or already in the
 repository. Blobs over the size limit are named by path, for a pointer to Git LFS.
+Blobs are scanned for strings that may be this server's tokens as they go by
+(:mod:`hfgit.leaks`); the push asks the database about them once, at the end.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dulwich.config import ConfigFile
 from dulwich.errors import ObjectFormatException
 from dulwich.object_format import ObjectFormat
 from dulwich.objects import S_IFGITLINK, Blob, Commit, ShaFile, Tag, Tree, parse_tree
+
+from ...leaks import LiveToken, candidate_tokens
 
 
 class PackRejected(Exception):
@@ -95,6 +99,10 @@ class PackGraph:
     #: object -> (child, name in a tree or b"") for every object the pack holds.
     links: dict[bytes, list[tuple[bytes, bytes]]] = field(default_factory=dict)
     big_blobs: set[bytes] = field(default_factory=set)
+    #: Token-shaped strings with a valid checksum -> the blobs of the pack holding them.
+    token_candidates: dict[str, set[bytes]] = field(default_factory=dict)
+    #: Blobs that hold a live token (filled by the push once the database has answered).
+    leaked: dict[bytes, LiveToken] = field(default_factory=dict)
 
 
 def check_tree(sha: bytes, raw: bytes, oid_length: int, gitmodules: dict[bytes, bytes]):
@@ -187,9 +195,13 @@ class PackChecker:
     reads those few back from the finished pack.
     """
 
-    def __init__(self, object_format: ObjectFormat, max_blob_bytes: int) -> None:
+    def __init__(
+        self, object_format: ObjectFormat, max_blob_bytes: int, scan_tokens: bool = False
+    ) -> None:
         self.object_format = object_format
         self.max_blob_bytes = max_blob_bytes
+        #: Whether blobs are scanned for token candidates (push protection is on).
+        self.scan_tokens = scan_tokens
         self.graph = PackGraph()
         #: ``.gitmodules`` blob -> the tree entry name that makes it one.
         self.gitmodules: dict[bytes, bytes] = {}
@@ -201,16 +213,21 @@ class PackChecker:
         except (ObjectFormatException, ValueError, KeyError, AssertionError) as error:
             raise PackRejected(f"bad object: {error}") from None
 
-    def add_blob(self, sha: bytes, size: int) -> None:
-        """Check a blob known by its size only: hashed as a stream, its content not kept."""
-        self.graph.kinds[sha] = Blob.type_num
+    def add_blob(self, sha: bytes, size: int, token_candidates: set[str]) -> None:
+        """Check a blob known by its size and the token candidates a scan of it found
+        (:class:`hfgit.leaks.TokenScanner`): hashed as a stream, its content not kept."""
+        graph = self.graph
+        graph.kinds[sha] = Blob.type_num
         if size > self.max_blob_bytes:
-            self.graph.big_blobs.add(sha)
+            graph.big_blobs.add(sha)
+        for candidate in token_candidates:
+            graph.token_candidates.setdefault(candidate, set()).add(sha)
 
     def _add(self, sha: bytes, type_num: int, chunks: list[bytes]) -> None:
         graph = self.graph
         if type_num == Blob.type_num:
-            self.add_blob(sha, sum(map(len, chunks)))
+            found = candidate_tokens(chunks) if self.scan_tokens else set()
+            self.add_blob(sha, sum(map(len, chunks)), found)
             return
         graph.kinds[sha] = type_num
         if type_num == Tree.type_num:
@@ -244,31 +261,40 @@ class PackChecker:
 class TipReport:
     missing: bytes | None = None
     big_files: list[str] = field(default_factory=list)
+    #: (commit, path, blob) of each file that holds a live token.
+    leaks: list[tuple[bytes, str, bytes]] = field(default_factory=list)
 
 
 def walk_tip(tip: bytes, graph: PackGraph, in_repo: Callable[[bytes], bool]) -> TipReport:
     """Everything reachable from ``tip`` is in the pack or in the repository.
 
     Objects already in the repository are taken as complete: they only ever got there
-    through this same check. Paths are kept for blobs, to name files too large.
+    through this same check. Paths are kept for blobs, to name files too large, and
+    so is the commit whose tree reached them, to name files that leak a token. Parents
+    are walked before trees, so a file is named in the oldest commit of the pack that
+    has it.
     """
     report = TipReport()
     seen: set[bytes] = set()
-    pending: list[tuple[bytes, str]] = [(tip, "")]
+    pending: list[tuple[bytes, str, bytes]] = [(tip, "", tip)]
     while pending:
-        sha, path = pending.pop()
+        sha, path, commit = pending.pop()
         if sha in seen:
             continue
         seen.add(sha)
         if sha in graph.kinds:
+            kind = graph.kinds[sha]
             if sha in graph.big_blobs:
                 report.big_files.append(path)
-            is_tree = graph.kinds[sha] == Tree.type_num
+            if sha in graph.leaked:
+                report.leaks.append((commit, path, sha))
+            if kind == Commit.type_num:
+                commit = sha
             for child, name in graph.links.get(sha, ()):
                 child_path = path
-                if is_tree:
+                if kind == Tree.type_num:
                     child_path = f"{path}/{name.decode('utf-8', 'replace')}".lstrip("/")
-                pending.append((child, child_path))
+                pending.append((child, child_path, commit))
         elif not in_repo(sha):
             report.missing = sha
             return report

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import Protocol
 
-from dulwich.protocol import ReceivableProtocol
 from dulwich.repo import Repo
 from dulwich.server import Backend, Handler
 
 from ...accounts import Caller, RepoRecord
-from .fetch import HardenedUploadPackHandler, SidebandProtocol
+from .fetch import HardenedUploadPackHandler
 from .gitproc import GitBinary
-from .push import HardenedReceivePackHandler, PushLimits
+from .protocol import StrictProtocol
+from .push import HardenedReceivePackHandler, LiveTokens, PushLimits
 from .reach import check_wants
 from .refs import Command
 from .wants import FetchLimits, parse
@@ -75,6 +75,8 @@ class EngineContext:
     git: GitBinary | None = None
     #: Most pack generations at once on this host (``HFGIT_MAX_PACK_PROCESSES``).
     max_pack_processes: int = 1
+    #: Which token-shaped strings are live tokens, for push protection (none: no scan).
+    live_tokens: LiveTokens | None = None
 
 
 Engine = Callable[[EngineContext], Mapping[str, ServiceHandler]]
@@ -132,7 +134,7 @@ class DulwichUploadPack:
         )
 
     def advertise(self, session: GitSession, write: Callable[[bytes], object]) -> None:
-        self._handler(session, SidebandProtocol(_no_input, write), advertise_refs=True).handle()
+        self._handler(session, StrictProtocol(_no_input, write), advertise_refs=True).handle()
 
     def serve(
         self,
@@ -145,7 +147,7 @@ class DulwichUploadPack:
         if request.command is None:
             return
         allowed = check_wants(session.repo, request.wants, self.context.git)
-        proto = SidebandProtocol(BytesIO(body).read, write)
+        proto = StrictProtocol(BytesIO(body).read, write)
         self._handler(session, proto, allowed=allowed).handle()
 
 
@@ -160,7 +162,7 @@ class DulwichService:
         self.make_handler = make_handler
 
     def advertise(self, session: GitSession, write: Callable[[bytes], object]) -> None:
-        proto = ReceivableProtocol(_no_input, write)
+        proto = StrictProtocol(_no_input, write)
         self.make_handler(session, proto, advertise_refs=True).handle()
 
     def serve(
@@ -169,7 +171,7 @@ class DulwichService:
         read: Callable[[int], bytes],
         write: Callable[[bytes], object],
     ) -> None:
-        self.make_handler(session, ReceivableProtocol(read, write)).handle()
+        self.make_handler(session, StrictProtocol(read, write)).handle()
 
 
 def _no_input(size: int = -1) -> bytes:
@@ -195,6 +197,7 @@ def dulwich_engine(context: EngineContext) -> Mapping[str, ServiceHandler]:
             stateless_rpc=True,
             limits=context.push_limits,
             on_push=lambda refs: context.record_push(session, refs),
+            live_tokens=context.live_tokens,
             **kwargs,
         )
 

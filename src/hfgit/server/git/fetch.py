@@ -19,27 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from dulwich.object_store import GraphTraversalReachability
-from dulwich.protocol import CAPABILITY_FILTER, CAPABILITY_NO_DONE, ReceivableProtocol
+from dulwich.protocol import CAPABILITY_FILTER, CAPABILITY_NO_DONE
 from dulwich.repo import Repo
 from dulwich.server import UploadPackHandler
 
-#: Most payload of one side-band packet (65520 bytes, less the length and the channel).
-_SIDEBAND_PAYLOAD = 65515
 _NOT_ADVERTISED = frozenset({CAPABILITY_FILTER, CAPABILITY_NO_DONE})
-
-
-class SidebandProtocol(ReceivableProtocol):
-    """dulwich's protocol with side-band writes that copy each byte once.
-
-    dulwich slices the remaining ``bytes`` for every packet, copying the rest of the
-    blob each time: quadratic in the size of what one write hands it.
-    """
-
-    def write_sideband(self, channel: int, blob: bytes) -> None:
-        view = memoryview(blob)
-        prefix = bytes([channel])
-        for start in range(0, len(view), _SIDEBAND_PAYLOAD):
-            self.write_pkt_line(prefix + view[start : start + _SIDEBAND_PAYLOAD])
 
 
 class _AllowedWants:

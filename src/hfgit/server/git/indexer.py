@@ -8,7 +8,8 @@ before their deltas) and its fast path for small objects, but:
 
 - reads the pack through the file, so the pages it read are the kernel's to drop;
 - hashes a blob over :data:`STREAM_BYTES` while it inflates it, in 1 MiB steps, and
-  keeps none of it (the checks of a blob need its size only);
+  keeps none of it (the checks of a blob need its size, and the token scan of
+  :mod:`hfgit.leaks` reads the same steps as they go by);
 - keeps a delta base in memory only while the bases held add up to at most
   :data:`BASE_BUDGET` (git's ``core.deltaBaseCacheLimit`` in spirit); any other base is
   written to a file in the quarantine and read back piecewise by the deltas against it,
@@ -39,6 +40,7 @@ from dulwich.pack import (
 )
 
 from ...config import MiB
+from ...leaks import TokenScanner
 from .checks import PackChecker
 
 #: Blobs larger than this are hashed as a stream, never held whole.
@@ -73,17 +75,29 @@ class _Base:
 
 
 class _Sink:
-    """Where a streamed object goes: its hash, and a file or chunks when someone needs it."""
+    """Where a streamed object goes: its hash, a scan for tokens if it is a blob, and a
+    file or chunks when someone needs it."""
 
-    def __init__(self, hash_func, type_num: int, size: int, file: IO[bytes] | None, keep: bool):
+    def __init__(
+        self,
+        hash_func,
+        type_num: int,
+        size: int,
+        file: IO[bytes] | None,
+        keep: bool,
+        scan: bool,
+    ):
         self.sha = hash_func()
         self.sha.update(object_class(type_num).type_name + b" %d\x00" % size)
         self.file = file
         self.chunks: list[bytes] | None = [] if keep else None
+        self.scanner = TokenScanner() if scan else None
         self.length = 0
 
     def write(self, data: bytes) -> None:
         self.sha.update(data)
+        if self.scanner is not None:
+            self.scanner.feed(data)
         self.length += len(data)
         if self.file is not None:
             self.file.write(data)
@@ -196,7 +210,8 @@ class CheckingIndexer(PackIndexer):
         keep = type_num != Blob.type_num
         file = self._spill_file() if spill else None
         try:
-            sink = _Sink(self.hash_func, type_num, target_size, file, keep)
+            scan = self.checker.scan_tokens and type_num == Blob.type_num
+            sink = _Sink(self.hash_func, type_num, target_size, file, keep, scan)
             _apply_streaming(base, delta, position, target_size, sink)
         finally:
             if file is not None:
@@ -209,7 +224,9 @@ class CheckingIndexer(PackIndexer):
     def _stream_whole(self, offset: int, size: int, data_at: int, header: bytes, spill: bool):
         file = self._spill_file() if spill else None
         try:
-            sink = _Sink(self.hash_func, Blob.type_num, size, file, keep=False)
+            sink = _Sink(
+                self.hash_func, Blob.type_num, size, file, keep=False, scan=self.checker.scan_tokens
+            )
             crc32 = self._inflate_to(data_at, size, header, sink.write)
         finally:
             if file is not None:
@@ -221,7 +238,8 @@ class CheckingIndexer(PackIndexer):
         if sink.chunks is not None:
             self.checker.add(sha_to_hex(sha), type_num, sink.chunks)
         else:
-            self.checker.add_blob(sha_to_hex(sha), size)
+            found = sink.scanner.found if sink.scanner is not None else set()
+            self.checker.add_blob(sha_to_hex(sha), size, found)
         content = _Base(0, size, None, file.name) if file is not None else sink.chunks
         return (sha, offset, crc32), content
 

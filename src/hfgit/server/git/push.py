@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from dulwich.errors import (
@@ -31,6 +31,7 @@ from dulwich.server import ReceivePackHandler
 from ... import metrics
 from ...config import MiB, Settings
 from ...disk import REF_RESERVE, free_bytes, out_of_space
+from ...leaks import Leak, LiveToken, refusal_text
 from ..body import BodyError
 from .checks import PackChecker, PackGraph, PackRejected, walk_tip
 from .maintenance import MaintenancePolicy, scheduler
@@ -88,19 +89,30 @@ _BROKEN_PACK = (
 )
 
 
+#: Which token-shaped strings are live tokens of this server (``Lookups.live_tokens``).
+LiveTokens = Callable[[Iterable[str]], Mapping[str, LiveToken]]
+
+
 class HardenedReceivePackHandler(ReceivePackHandler):
-    """receive-pack with quarantine, object and connectivity checks, and true CAS."""
+    """receive-pack with quarantine, object and connectivity checks, and true CAS.
+
+    With ``live_tokens``, a push whose new files hold a live token of this server is
+    refused (push protection): the blobs were scanned in the indexing pass, and the
+    database is asked once about every candidate of the pack.
+    """
 
     def __init__(
         self,
         *args,
         limits: PushLimits,
         on_push: Callable[[list[Command]], None] | None = None,
+        live_tokens: LiveTokens | None = None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
         self._on_push = on_push
+        self._live_tokens = live_tokens
         read = self.proto.read_pkt_line
         commands = 0
 
@@ -130,7 +142,11 @@ class HardenedReceivePackHandler(ReceivePackHandler):
             if any(new != zero for _, new, _ in refs):
                 try:
                     quarantine = Quarantine(self.repo)
-                    checker = PackChecker(self.repo.object_format, self.limits.max_blob_bytes)
+                    checker = PackChecker(
+                        self.repo.object_format,
+                        self.limits.max_blob_bytes,
+                        scan_tokens=self._live_tokens is not None,
+                    )
                     pack = quarantine.receive(
                         self.proto.read,
                         getattr(self.proto, "recv", None),
@@ -139,6 +155,7 @@ class HardenedReceivePackHandler(ReceivePackHandler):
                         max_object_bytes=self.limits.max_object_bytes,
                     )
                     graph = checker.finish(pack.get_raw)
+                    self._find_leaks(graph)
                 except BodyError:
                     raise
                 except UnresolvedDeltas:
@@ -177,9 +194,18 @@ class HardenedReceivePackHandler(ReceivePackHandler):
             if quarantine is not None:
                 quarantine.close()
 
+    def _find_leaks(self, graph: PackGraph) -> None:
+        """Mark the blobs that hold a live token: one lookup for all candidates."""
+        if self._live_tokens is None or not graph.token_candidates:
+            return
+        for candidate, token in self._live_tokens(graph.token_candidates).items():
+            for blob in graph.token_candidates[candidate]:
+                graph.leaked.setdefault(blob, token)
+
     def _precheck(self, refs, zero: bytes, graph: PackGraph) -> dict[bytes, bytes]:
         """Per-ref refusals that do not depend on the current ref values."""
         errors: dict[bytes, bytes] = {}
+        leaks: dict[tuple[bytes, str], Leak] = {}
         if len(refs) > self.limits.max_ref_updates:
             message = f"too many ref updates in one push (limit {self.limits.max_ref_updates})"
             return {ref: message.encode() for _, _, ref in refs}
@@ -196,12 +222,20 @@ class HardenedReceivePackHandler(ReceivePackHandler):
                 report = walk_tip(new, graph, store.__contains__)
                 if report.missing is not None:
                     errors[ref] = b"missing necessary objects"
+                elif report.leaks:
+                    commit, path, _ = report.leaks[0]
+                    errors[ref] = _leak_reason(commit, path, len(report.leaks))
+                    for commit, path, blob in report.leaks:
+                        leak = Leak(commit.decode(), path, graph.leaked[blob])
+                        leaks.setdefault((commit, path), leak)
                 elif report.big_files:
                     errors[ref] = b"file too large: use git lfs track (see remote messages)"
                     for path in report.big_files:
                         big.setdefault(path, ref)
                 elif ref.startswith(b"refs/heads/") and _kind(new, graph, store) != 1:
                     errors[ref] = b"cannot point a branch at a non-commit object"
+        if leaks:
+            self._progress(refusal_text(list(leaks.values())))
         if big:
             limit = f"{self.limits.max_blob_bytes / MiB:g} MiB"
             lines = [f"  - {path} (ref: {ref.decode()})" for path, ref in sorted(big.items())]
@@ -242,6 +276,16 @@ def _kind(sha: bytes, graph: PackGraph, store) -> int:
     if sha in graph.kinds:
         return graph.kinds[sha]
     return store.get_raw(sha)[0]
+
+
+def _leak_reason(commit: bytes, path: str, count: int) -> bytes:
+    """The ``ng`` reason for a ref whose history leaks a token: one line, no token."""
+    more = f" and {count - 1} more" if count > 1 else ""
+    where = path.replace("\n", " ")[:200]
+    return (
+        f"live access token in {where} (commit {commit.decode()[:12]}){more}: "
+        "refresh that token and remove it from the history"
+    ).encode("utf-8", "replace")
 
 
 def _unpack_failed(refs, message: str, reason: bytes = b"unpacker error"):

@@ -53,6 +53,7 @@ class GitService(Surface):
             self._record_push,
             git=GitBinary.find(settings.data_dir),
             max_pack_processes=settings.max_pack_processes,
+            live_tokens=accounts.lookups.live_tokens,
         )
         self.handlers = service_handlers(settings.git_engine, context)
 
