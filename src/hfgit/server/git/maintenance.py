@@ -38,7 +38,6 @@ with a hole. Automatic maintenance never prunes.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
@@ -46,14 +45,13 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from dulwich.repo import Repo
 
-from .refs import RepoBusy, repo_lock
+from .refs import RepoBusy, repo_lock, try_lock_directory
 
 log = logging.getLogger(__name__)
 
@@ -229,19 +227,9 @@ class MaintenanceFailed(Exception):
     """git refused or broke off; the repository is as git leaves it (still complete)."""
 
 
-@contextmanager
-def maintenance_lock(path: str | os.PathLike) -> Iterator[bool]:
+def maintenance_lock(path: str | os.PathLike) -> AbstractContextManager[bool]:
     """``flock`` on ``objects/``, without waiting: yields whether this caller got it."""
-    fd = os.open(Path(path) / "objects", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+    return try_lock_directory(Path(path) / "objects")
 
 
 class Scheduler:

@@ -53,6 +53,25 @@ def repo_lock(path: str, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
         os.close(fd)
 
 
+@contextmanager
+def try_lock_directory(path: str | os.PathLike) -> Iterator[bool]:
+    """``flock`` on a directory without waiting: yields whether this caller got it.
+
+    For work that is skipped, not queued, when someone else is at it (maintenance of a
+    repository, the sweep of a quarantine a live push still holds).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
 def clear_stale_lock(lock_path: str, max_age: float) -> bool:
     """Remove a ``*.lock`` a crashed writer left; ``False`` if it may still be live.
 

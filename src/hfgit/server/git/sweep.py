@@ -22,7 +22,6 @@ sweeps again every ``HFGIT_SWEEP_INTERVAL`` seconds.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import random
@@ -30,8 +29,6 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +36,7 @@ from ...config import Settings
 from ...lfs import open_storage
 from .maintenance import maintenance_lock
 from .packs import QUARANTINE_PREFIX
-from .refs import RepoBusy, clear_stale_lock, repo_lock
+from .refs import RepoBusy, clear_stale_lock, repo_lock, try_lock_directory
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +62,6 @@ class SweepReport:
         return self.quarantines + self.temp_packs + self.ref_locks + self.deleted_repos
 
 
-@contextmanager
-def held_directory(path: str) -> Iterator[bool]:
-    """``flock`` on a directory without waiting: yields whether this caller got it."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
-
-
 def _older(path: str, cutoff: float) -> bool:
     try:
         return os.lstat(path).st_mtime <= cutoff
@@ -102,7 +84,7 @@ def sweep_repository(
         entry = os.path.join(objects, name)
         if name.startswith(QUARANTINE_PREFIX) and _older(entry, cutoff):
             try:
-                with held_directory(entry) as free:
+                with try_lock_directory(entry) as free:
                     if free:
                         shutil.rmtree(entry)
                         report.quarantines += 1
