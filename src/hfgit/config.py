@@ -78,6 +78,17 @@ class Settings:
     #: The engine that answers git's two services (``hfgit.server.git.engines``).
     git_engine: str = "dulwich"
 
+    #: Seconds a client has to send a request's headers, from their first byte, and
+    #: the whole request (headers and body), before it gets 408 (``hfgit.front``).
+    header_timeout: int = 30
+    request_timeout: int = 3600
+    #: Connections one client address may hold open, and requests it may have in
+    #: service, per worker process: past them, the connection is closed or gets 429.
+    max_connections_per_client: int = 64
+    max_requests_per_client: int = 8
+    #: Seconds a stopping server (SIGTERM) gives requests in flight to finish.
+    shutdown_grace: int = 30
+
     @property
     def embedded_database(self) -> bool:
         """True for the SQLite file hfgit keeps in its data directory when none is configured:
@@ -138,6 +149,15 @@ class Settings:
                 "HFGIT_LOGIN_MAX_FAILURES_ACCOUNT", cls.login_max_failures_account
             ),
             login_window=_env_int("HFGIT_LOGIN_WINDOW", cls.login_window),
+            header_timeout=_env_int("HFGIT_HEADER_TIMEOUT", cls.header_timeout),
+            request_timeout=_env_int("HFGIT_REQUEST_TIMEOUT", cls.request_timeout),
+            max_connections_per_client=_env_int(
+                "HFGIT_MAX_CONNECTIONS_PER_CLIENT", cls.max_connections_per_client
+            ),
+            max_requests_per_client=_env_int(
+                "HFGIT_MAX_REQUESTS_PER_CLIENT", cls.max_requests_per_client
+            ),
+            shutdown_grace=_env_int("HFGIT_SHUTDOWN_GRACE", cls.shutdown_grace),
         )
 
 
