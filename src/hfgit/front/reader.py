@@ -46,6 +46,8 @@ class RequestReader:
         self._spool = tempfile.SpooledTemporaryFile(MEMORY_BYTES, dir=spool_dir)  # noqa: SIM115
         self._body_bytes = 0
         self.headers: list[tuple[bytes, bytes]] | None = None
+        #: ``METHOD /path`` (no query: LFS transfer URLs carry signatures), for the log.
+        self.request_line = ""
         self.wants_continue = False
         self.complete = False
         #: Bytes the client sent after this request (a pipelined next one).
@@ -89,6 +91,8 @@ class RequestReader:
 
     def _check_head(self, request: h11.Request) -> None:
         self.headers = list(request.headers)
+        path = request.target.split(b"?", 1)[0].decode("latin-1")
+        self.request_line = f"{request.method.decode('latin-1')} {path}"
         for name, value in self.headers:
             if name == b"content-length" and int(value) > self._max_body:
                 raise Rejected(413, "Request body too large.")

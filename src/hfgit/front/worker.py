@@ -84,7 +84,7 @@ class FrontWorker(ThreadWorker):
         # cap would cap the proxy, so only requests are capped there (by X-Forwarded-For).
         counted = not self.trust_proxy
         if counted and not self.caps.open_connection(peer):
-            self.log.info("%s: too many connections from this address; closed", peer)
+            self.log.info("%s: past HFGIT_MAX_CONNECTIONS_PER_CLIENT; connection closed", peer)
             util.close(sock)
             return
         self.nr_conns += 1
@@ -95,6 +95,7 @@ class FrontWorker(ThreadWorker):
         now = time.monotonic()
         conn.idle_since = conn.started_at = conn.last_read = now
         conn.continued = False
+        conn.requester = None
         try:
             conn.reader = RequestReader(self.max_body, self.spool_dir, leftover)
         except Rejected as rejected:
@@ -118,6 +119,8 @@ class FrontWorker(ThreadWorker):
         reader = conn.reader
         if not data:
             # Closed by the client: quietly between requests, and nothing to answer within one.
+            if reader.started:
+                self._log(conn, "abandoned by the client before its end")
             self._stop_reading(conn)
             self._close(conn)
             return
@@ -148,8 +151,7 @@ class FrontWorker(ThreadWorker):
         if self.trust_proxy:
             requester = forwarded_client(reader.header(b"x-forwarded-for"), conn.peer)
         if not self.caps.start_request(requester):
-            reader.close()
-            self.log.info("%s: too many requests in service for this client; 429", requester)
+            conn.requester = requester
             self._reject(conn, 429, "Too many requests at once from this client: retry later.")
             return
         conn.requester = requester
@@ -189,8 +191,14 @@ class FrontWorker(ThreadWorker):
             for conn in list(self.lingering):
                 self._stop_lingering(conn)
 
+    def _log(self, conn: FrontConn, outcome: str) -> None:
+        """A line for a request that never reaches the access log (no thread served it)."""
+        line = conn.reader.request_line if conn.reader is not None else ""
+        self.log.info('%s "%s" %s', conn.requester or conn.peer, line or "-", outcome)
+
     def _reject(self, conn: FrontConn, status: int, message: str) -> None:
         """Answer a request the threads never see, then close the connection."""
+        self._log(conn, f"{status} {message}")
         if conn.reader is not None:
             conn.reader.close()
         body = (message + "\n").encode()
