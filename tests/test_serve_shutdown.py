@@ -1,5 +1,6 @@
 """SIGTERM while a big clone and a big push are in flight.
 
+The push is under way (its body is being spooled by the server) before the clone starts.
 Whatever the grace period, a clone that exits 0 is complete and ``git fsck``-clean, a
 failed one leaves no directory behind; a push either lands whole (its tip and all it
 needs are in the repository) or leaves the branch where it was. The server exits once
@@ -8,6 +9,7 @@ its grace period is over (the wait has a margin as a hang guard, it times nothin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -54,6 +56,19 @@ def _mid_transfer(clone: Path, process: subprocess.Popen) -> None:
         time.sleep(0.02)
 
 
+def _uploading(hub, process: subprocess.Popen) -> None:
+    """Return once a worker spools a request body to disk (the push's), or the push ended."""
+    spool = str(hub.data_dir / "spool")
+    while process.poll() is None:
+        for worker in Path(f"/proc/{hub.process.pid}/task").glob("*/children"):
+            for pid in worker.read_text().split():
+                for fd in Path(f"/proc/{pid}/fd").glob("*"):
+                    with contextlib.suppress(OSError):
+                        if os.readlink(fd).startswith(spool):
+                            return
+        time.sleep(0.02)
+
+
 def _branch(git: Git, repo: Path) -> str:
     return git.run("--git-dir", str(repo), "rev-parse", "refs/heads/main").stdout.strip()
 
@@ -82,6 +97,7 @@ def test_sigterm_lets_transfers_finish_or_fail_cleanly(
         *("push", "-q", "origin", "main"),
         cwd=pushed,
     )
+    _uploading(hub, push)
     clone = tmp_path / unique("clone")
     cloning = _start_git(git, big.token, "clone", "-q", big.url, str(clone))
     _mid_transfer(clone, cloning)
