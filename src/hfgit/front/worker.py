@@ -23,7 +23,7 @@ from http import HTTPStatus
 from pathlib import Path
 
 from gunicorn import http, util
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from .clients import ClientCaps, forwarded_client
 from .reader import Rejected, RequestReader
@@ -68,6 +68,7 @@ class FrontWorker(ThreadWorker):
         self.spool_dir.mkdir(mode=0o700, exist_ok=True)
         self.reading: set[FrontConn] = set()
         self.lingering: set[FrontConn] = set()
+        self._stop_linger_until: float | None = None
         super().init_process()
 
     # The event loop's side: accept, read, time out, dispatch.
@@ -159,12 +160,17 @@ class FrontWorker(ThreadWorker):
 
     def murder_pending(self) -> None:
         """Called by gthread's loop about once a second: time out requests being read,
-        close idle connections (at once when stopping), finish lingering closes."""
+        close idle connections (within 2 s when stopping), finish lingering closes."""
         now = time.monotonic()
+        if not self.alive and self._stop_linger_until is None:
+            self._stop_linger_until = now + STOP_KEEPALIVE_LINGER
         for conn in list(self.reading):
             reader = conn.reader
             if not reader.started:
-                if not self.alive or now - conn.idle_since > self.cfg.keepalive:
+                # A stopping worker keeps idle connections briefly, as gthread does, for
+                # a request a client may be sending already (answered "Connection: close").
+                stopped = self._stop_linger_until is not None and now > self._stop_linger_until
+                if stopped or now - conn.idle_since > self.cfg.keepalive:
                     self._stop_reading(conn)
                     self._close(conn)
                 continue
