@@ -186,3 +186,39 @@ def test_behind_a_trusted_proxy_the_cap_is_per_forwarded_client(
         assert _healthz(hub, "127.0.0.2", forwarded) == b"HTTP/1.1 429 Too Many Requests"
         other = "X-Forwarded-For: 192.0.2.1, 192.0.2.2\r\n"
         assert _healthz(hub, "127.0.0.2", other) == b"HTTP/1.1 200 OK"
+
+
+def test_a_head_over_64_kib_gets_431_from_the_loop(default_hub: Hub):
+    host = urlsplit(default_hub.url).netloc
+    padding = "x" * (70 * 1024)
+    with connect(default_hub.url, "127.0.0.2") as sock:
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nX-Pad: {padding}\r\n\r\n".encode())
+        assert _status(sock) == b"HTTP/1.1 431 Request Header Fields Too Large"
+
+
+def test_expect_100_continue_is_answered_before_the_body(
+    default_hub: Hub, git: Git, tmp_path: Path
+):
+    """curl sends big bodies only after ``100 Continue``; the loop says it once."""
+    target = PushTarget.create(default_hub, git, tmp_path)
+    body = pkt(f"want {target.main} {UPLOAD_CAPS}\n") + FLUSH + pkt("done\n")
+    head = request_head(
+        "POST",
+        target.url,
+        "/git-upload-pack",
+        target.token,
+        {
+            "Content-Type": "application/x-git-upload-pack-request",
+            "Content-Length": str(len(body)),
+            "Expect": "100-continue",
+        },
+    )
+    with connect(target.url, "127.0.0.2") as sock:
+        sock.sendall(head)
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b"100 Continue" not in answer
