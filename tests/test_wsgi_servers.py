@@ -72,9 +72,11 @@ def test_file_api_reads_the_raw_uri_under_other_wsgi_servers(
         f"app = create_app(Settings.load({str(data_dir)!r})); " + SERVE[server].format(port=port)
     )
     log = tmp_path / "server.log"
-    process = spawn([sys.executable, "-c", code], log)
+    url = f"http://127.0.0.1:{port}"
+    # Embedded in another server, the app knows no listening address: absolute URLs (the
+    # commit's) come from the configured public URL.
+    process = spawn([sys.executable, "-c", code], log, {**os.environ, "HFGIT_PUBLIC_URL": url})
     try:
-        url = f"http://127.0.0.1:{port}"
         wait_healthy(url, process, log)
         api = HfApi(endpoint=url, token=token)
         api.upload_file(path_or_fileobj=b"main", path_in_repo="a b.txt", repo_id="alice/model")

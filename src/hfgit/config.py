@@ -99,6 +99,17 @@ class Settings:
     sweep_grace_seconds: int = 600
     sweep_interval: int = 3600
 
+    #: Seconds a client has to send a request's headers, from their first byte, and
+    #: the whole request (headers and body), before it gets 408 (``hfgit.front``).
+    header_timeout: int = 30
+    request_timeout: int = 3600
+    #: Connections one client address may hold open, and requests it may have in
+    #: service, per worker process: past them, the connection is closed or gets 429.
+    max_connections_per_client: int = 64
+    max_requests_per_client: int = 8
+    #: Seconds a stopping server (SIGTERM) gives requests in flight to finish.
+    shutdown_grace: int = 30
+
     @property
     def embedded_database(self) -> bool:
         """True for the SQLite file hfgit keeps in its data directory when none is configured:
@@ -173,6 +184,15 @@ class Settings:
             ),
             sweep_grace_seconds=_env_int("HFGIT_SWEEP_GRACE_SECONDS", cls.sweep_grace_seconds),
             sweep_interval=_env_int("HFGIT_SWEEP_INTERVAL", cls.sweep_interval),
+            header_timeout=_env_int("HFGIT_HEADER_TIMEOUT", cls.header_timeout),
+            request_timeout=_env_int("HFGIT_REQUEST_TIMEOUT", cls.request_timeout),
+            max_connections_per_client=_env_int(
+                "HFGIT_MAX_CONNECTIONS_PER_CLIENT", cls.max_connections_per_client
+            ),
+            max_requests_per_client=_env_int(
+                "HFGIT_MAX_REQUESTS_PER_CLIENT", cls.max_requests_per_client
+            ),
+            shutdown_grace=_env_int("HFGIT_SHUTDOWN_GRACE", cls.shutdown_grace),
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import resource
 import shlex
 import shutil
 import socket
@@ -57,10 +58,13 @@ class GunicornServer(BaseApplication):
         config = {
             "bind": f"{options.host}:{options.port}",
             "workers": options.workers,
-            "worker_class": "gthread",
+            # Requests are read whole by each worker's event loop before a thread serves
+            # them, so slow or stalled clients hold no thread (``hfgit.front``).
+            "worker_class": "hfgit.front.worker.FrontWorker",
             "threads": options.threads,
             "timeout": options.timeout,
-            "graceful_timeout": 30,
+            # SIGTERM: stop accepting, let requests in flight finish for this long.
+            "graceful_timeout": self.settings.shutdown_grace,
             "keepalive": options.keepalive,
             "accesslog": "-" if options.access_log else None,
             "access_log_format": ACCESS_LOG_FORMAT,
@@ -203,4 +207,14 @@ def serve(settings: Settings, options: ServeOptions) -> None:
     if options.metrics_bind is not None:
         host, port = options.metrics_bind
         announce(f"metrics on http://{host}:{port}/metrics", options.log_format)
+    _raise_open_files_limit()
     GunicornServer(settings, options).run()
+
+
+def _raise_open_files_limit() -> None:
+    """Every connection costs a file descriptor while it waits in a worker's event loop:
+    lift the soft limit to the hard one (often 1024 of 524288), as far as allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
