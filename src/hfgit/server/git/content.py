@@ -7,14 +7,17 @@ LFS pointers are recognised so that callers can describe the object they stand f
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import re
 import stat
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 from dulwich.attrs import compile_gitattributes_patterns, match_path, parse_git_attributes
 from dulwich.errors import NotGitRepository
@@ -279,25 +282,49 @@ class RepoReader:
         return found, False
 
 
-class _ThreadRepos(threading.local):
-    """Each thread's few most recently used open repositories, by path."""
+class _Held:
+    """One thread's few most recently used open repositories, by path."""
 
     def __init__(self) -> None:
         self.repos: OrderedDict[str, tuple[tuple, Repo]] = OrderedDict()
 
+    def close(self) -> None:
+        while self.repos:
+            self.repos.popitem()[1][1].close()
+
+
+class _ThreadRepos(threading.local):
+    """Each thread's :class:`_Held`; all of them are closed when the process exits, so
+    dulwich does not complain about packs still open at interpreter shutdown."""
+
+    every: ClassVar[weakref.WeakSet[_Held]] = weakref.WeakSet()
+    lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.held = _Held()
+        with self.lock:
+            self.every.add(self.held)
+
     def get(self, path: str) -> Repo:
+        repos = self.held.repos
         key = _identity(path)
-        held = self.repos.pop(path, None)
+        held = repos.pop(path, None)
         if held is not None:
             if held[0] == key:
-                self.repos[path] = held
+                repos[path] = held
                 return held[1]
             held[1].close()
         repo = Repo(path, bare=True)
-        self.repos[path] = (key, repo)
-        while len(self.repos) > CACHED_REPOS_PER_THREAD:
-            self.repos.popitem(last=False)[1][1].close()
+        repos[path] = (key, repo)
+        while len(repos) > CACHED_REPOS_PER_THREAD:
+            repos.popitem(last=False)[1][1].close()
         return repo
+
+    @classmethod
+    def close_all(cls) -> None:
+        with cls.lock:
+            for held in list(cls.every):
+                held.close()
 
 
 def _identity(path: str) -> tuple:
@@ -312,3 +339,4 @@ def _identity(path: str) -> tuple:
 
 
 _REPOS = _ThreadRepos()
+atexit.register(_ThreadRepos.close_all)
