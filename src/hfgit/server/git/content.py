@@ -332,9 +332,12 @@ def _identity(path: str) -> tuple:
     and the set of its pack files."""
     try:
         info = os.stat(path)
-        packs = frozenset(os.listdir(os.path.join(path, "objects", "pack")))
     except OSError:
         raise NotGitRepository(f"No git repository was found at {path}") from None
+    try:
+        packs = frozenset(os.listdir(os.path.join(path, "objects", "pack")))
+    except OSError:
+        packs = frozenset()  # no pack yet, or not a repository: opening it will tell
     return info.st_dev, info.st_ino, packs
 
 
