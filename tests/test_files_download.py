@@ -297,3 +297,31 @@ def test_large_lfs_downloads_keep_server_memory_flat(
         grown = _kib(worker, "VmHWM") - before
         print(f"worker peak grew by {grown} KiB serving {size >> 20} MiB twice")
         assert grown < 32 * 1024, f"the worker's peak memory grew by {grown} KiB"
+
+
+def test_a_pruned_commit_is_not_served_after_a_repack(hub: Hub, owner: str, tmp_path: Path):
+    """Workers keep repositories open between requests: a force push followed by a gc
+    that prunes the old commit must make it unreachable at once, by branch and by id."""
+    git = Git(tmp_path / "home")
+    work = tmp_path / "w"
+    repo = new_repo(hub, owner)
+    token = hub.make_token(owner, "write")
+    leaked = seed(hub, git, work, repo, token, {"secret.txt": "leaked\n"})
+    path = f"/{repo.url_path}/resolve/{leaked}/secret.txt"
+    for _ in range(24):  # reach every worker thread, so each one holds the repository open
+        status, _, body = raw_request(hub, "GET", path, token=token)
+        assert status == 200 and body == b"leaked\n"
+    git.run("checkout", "-q", "--orphan", "clean", cwd=work)
+    git.run("rm", "-q", "-rf", ".", cwd=work)
+    fixed = git.commit(work, {"public.txt": "fine\n"}, message="clean")
+    git.run("push", "-q", "-f", hub.repo_url(repo), "clean:main", cwd=work, token=token)
+    bare = hub.accounts.repos.path(hub.accounts.repos.get(repo))
+    git.run("-C", str(bare), "reflog", "expire", "--expire=now", "--all")
+    git.run("-C", str(bare), "gc", "-q", "--prune=now")
+    for _ in range(24):
+        status, headers, _ = raw_request(hub, "GET", path, token=token)
+        assert status == 404 and headers["X-Error-Code"] == "RevisionNotFound"
+        status, headers, body = raw_request(
+            hub, "GET", f"/{repo.url_path}/resolve/main/public.txt", token=token
+        )
+        assert status == 200 and body == b"fine\n" and headers["X-Repo-Commit"] == fixed

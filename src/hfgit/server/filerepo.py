@@ -83,9 +83,11 @@ class FileApiSurface(Surface):
         assert access.repo is not None
         return access
 
-    def reader(self, record: RepoRecord) -> RepoReader:
+    def reader(self, record: RepoRecord, *, cached: bool = False) -> RepoReader:
+        """The repository on disk; ``cached`` (reads only) reuses this thread's open copy."""
+        path = str(self.accounts.repos.path(record))
         try:
-            return RepoReader(str(self.accounts.repos.path(record)))
+            return RepoReader.cached(path) if cached else RepoReader(path)
         except NotGitRepository:
             log.error("repository storage missing for %s", record.repo_id)
             raise Refusal(503, "This repository's storage is unavailable.") from None

@@ -117,15 +117,14 @@ class FilesService(FileApiSurface):
         name = rawpath.file_path(path)
         access = self.access(request, repo, Action.READ)
         record = access.repo
-        with self.reader(record) as reader:
+        with self.reader(record, cached=True) as reader:
             commit = self.commit_for(reader, revision)
             sha = commit.id.decode()
             entry = reader.entry(commit, name)
             if entry is None or entry.is_dir or entry.mode == S_IFGITLINK:
                 raise entry_not_found(name, sha)
-            info = reader.file_info(entry)
+            info, data = reader.read_file(entry)
             if info.pointer is None:
-                data = reader.blob(entry.sha)
                 return self._send(request, sha, entry.sha, len(data), lambda s: _Bytes(data, s))
         oid, size = info.pointer.oid, info.pointer.size
         if self.lfs.objects.sizes(record.id, [oid]).get(oid) != size:

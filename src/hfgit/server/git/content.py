@@ -7,13 +7,20 @@ LFS pointers are recognised so that callers can describe the object they stand f
 
 from __future__ import annotations
 
+import atexit
 import io
+import os
 import re
 import stat
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 from dulwich.attrs import compile_gitattributes_patterns, match_path, parse_git_attributes
+from dulwich.errors import NotGitRepository
 from dulwich.ignore import IgnoreFilter, read_ignore_patterns
 from dulwich.objects import Blob, Commit, Tag, Tree
 from dulwich.refs import check_ref_format
@@ -27,6 +34,8 @@ _POINTER = re.compile(
     rb"size (?P<size>0|[1-9][0-9]{0,17})\n"
 )
 _SHA1 = re.compile(r"[0-9a-f]{40}")
+#: Open repositories kept per thread by :meth:`RepoReader.cached`.
+CACHED_REPOS_PER_THREAD = 8
 
 
 @dataclass(frozen=True)
@@ -105,11 +114,26 @@ def valid_revision_name(name: str) -> bool:
 class RepoReader:
     """Read-only views of one bare repository; close it (or use ``with``) when done."""
 
-    def __init__(self, path: str) -> None:
-        self.repo = Repo(path, bare=True)
+    def __init__(self, path: str, repo: Repo | None = None) -> None:
+        self.repo = repo if repo is not None else Repo(path, bare=True)
+        self._owned = repo is None
+
+    @classmethod
+    def cached(cls, path: str) -> RepoReader:
+        """A reader on this thread's open copy of the repository, for reads only.
+
+        Opening a dulwich ``Repo`` (config, pack index fan-outs) costs more than serving
+        a small file. The copy is reused only while the repository directory is the same
+        one and its pack directory holds the same pack files (they are immutable once
+        named), so a repack or a prune is seen at once; refs and loose objects are read
+        from disk on every request anyway. Per thread, as dulwich's packs are not safe
+        to share between threads.
+        """
+        return cls(path, _REPOS.get(path))
 
     def close(self) -> None:
-        self.repo.close()
+        if self._owned:
+            self.repo.close()
 
     def __enter__(self) -> RepoReader:
         return self
@@ -156,9 +180,10 @@ class RepoReader:
     def _peel(self, sha: bytes) -> Commit | None:
         store = self.repo.object_store
         for _ in range(10):
-            if sha not in store:
+            try:
+                obj = store[sha]
+            except KeyError:
                 return None
-            obj = store[sha]
             if isinstance(obj, Commit):
                 return obj
             if not isinstance(obj, Tag):
@@ -209,9 +234,13 @@ class RepoReader:
 
     def file_info(self, entry: Entry) -> FileInfo:
         """The blob's size and, when the blob is an LFS pointer, the object it names."""
+        return self.read_file(entry)[0]
+
+    def read_file(self, entry: Entry) -> tuple[FileInfo, bytes]:
+        """:meth:`file_info` and the blob's bytes, from one read of the object."""
         _kind, raw = self.repo.object_store.get_raw(entry.sha.encode())
         pointer = parse_pointer(raw) if stat.S_ISREG(entry.mode) else None
-        return FileInfo(len(raw), pointer)
+        return FileInfo(len(raw), pointer), raw
 
     def attributes(self, commit: Commit | None, name: str = ".gitattributes") -> bytes:
         """The root ``.gitattributes`` (or ``name``) of ``commit``, empty when there is none."""
@@ -251,3 +280,66 @@ class RepoReader:
                 return found, True
             found.append(item.commit)
         return found, False
+
+
+class _Held:
+    """One thread's few most recently used open repositories, by path."""
+
+    def __init__(self) -> None:
+        self.repos: OrderedDict[str, tuple[tuple, Repo]] = OrderedDict()
+
+    def close(self) -> None:
+        while self.repos:
+            self.repos.popitem()[1][1].close()
+
+
+class _ThreadRepos(threading.local):
+    """Each thread's :class:`_Held`; all of them are closed when the process exits, so
+    dulwich does not complain about packs still open at interpreter shutdown."""
+
+    every: ClassVar[weakref.WeakSet[_Held]] = weakref.WeakSet()
+    lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.held = _Held()
+        with self.lock:
+            self.every.add(self.held)
+
+    def get(self, path: str) -> Repo:
+        repos = self.held.repos
+        key = _identity(path)
+        held = repos.pop(path, None)
+        if held is not None:
+            if held[0] == key:
+                repos[path] = held
+                return held[1]
+            held[1].close()
+        repo = Repo(path, bare=True)
+        repos[path] = (key, repo)
+        while len(repos) > CACHED_REPOS_PER_THREAD:
+            repos.popitem(last=False)[1][1].close()
+        return repo
+
+    @classmethod
+    def close_all(cls) -> None:
+        with cls.lock:
+            for held in list(cls.every):
+                held.close()
+
+
+def _identity(path: str) -> tuple:
+    """What must not change for an open repository to stay valid: the directory itself
+    and the set of its pack files."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        raise NotGitRepository(f"No git repository was found at {path}") from None
+    try:
+        packs = frozenset(os.listdir(os.path.join(path, "objects", "pack")))
+    except OSError:
+        packs = frozenset()  # no pack yet, or not a repository: opening it will tell
+    return info.st_dev, info.st_ino, packs
+
+
+_REPOS = _ThreadRepos()
+atexit.register(_ThreadRepos.close_all)
