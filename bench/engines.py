@@ -406,11 +406,10 @@ def report(bench: Bench, idle: dict[str, float]) -> list[str]:
         + "".join(f"{'s':>7}{'ratio':>6}{'cpu':>6}{'peak':>6}{'grow':>6}" for _ in SERVERS),
     ]
     worst: dict[str, float] = {}
-    growth: dict[str, float] = {}
-    for (data, workload, protocol, _), _ in sorted(bench.results.items()):
-        key = (data, workload, protocol)
-        if any(line.startswith(_row_key(*key)) for line in lines):
-            continue
+    #: The issue's memory goal: the tree's peak during a clone or push over its idle RSS.
+    over_idle: dict[str, float] = {}
+    for key in sorted({name[:3] for name in bench.results}):
+        workload = key[1]
         reference = statistics.median(s.seconds for s in bench.results[(*key, REFERENCE)])
         row = _row_key(*key)
         for name in SERVERS:
@@ -423,7 +422,7 @@ def report(bench: Bench, idle: dict[str, float]) -> list[str]:
             row += f"{seconds:>7.3f}{ratio:>6.2f}{cpu:>6.2f}{peak:>6.0f}{grow:>6.0f}"
             worst[name] = max(worst.get(name, 0.0), ratio)
             if workload != "ls-remote" and "fetch" not in workload:
-                growth[name] = max(growth.get(name, 0.0), grow)
+                over_idle[name] = max(over_idle.get(name, 0.0), peak - idle[name])
         lines.append(row)
     lines += [
         "",
@@ -432,14 +431,14 @@ def report(bench: Bench, idle: dict[str, float]) -> list[str]:
     for name in SERVERS:
         if name in worst:
             lines.append(
-                f"{name}: worst ratio {worst[name]:.2f}x, largest growth in a clone or push "
-                f"{growth.get(name, 0):.0f} MiB"
+                f"{name}: worst ratio {worst[name]:.2f}x; largest peak over idle in a clone or "
+                f"push {over_idle.get(name, 0):.0f} MiB"
             )
     if "git" in worst:
         ok_ratio = "met" if worst["git"] <= RATIO_GOAL else "NOT met"
-        ok_mem = "met" if growth.get("git", 0) <= GROWTH_GOAL_MIB else "NOT met"
-        lines.append(f"goal git engine <= {RATIO_GOAL}x http-backend everywhere: {ok_ratio}")
-        lines.append(f"goal git engine growth <= {GROWTH_GOAL_MIB:.0f} MiB: {ok_mem}")
+        ok_mem = "met" if over_idle.get("git", 0) <= GROWTH_GOAL_MIB else "NOT met"
+        lines.append(f"goal: git engine <= {RATIO_GOAL}x http-backend everywhere: {ok_ratio}")
+        lines.append(f"goal: git engine peak over idle <= {GROWTH_GOAL_MIB:.0f} MiB: {ok_mem}")
     return lines
 
 
