@@ -275,6 +275,13 @@ class Bench:
                 self.results.setdefault((data.name, workload, protocol, server.name), [])
                 self.results[data.name, workload, protocol, server.name].append(sample)
         shutil.rmtree(self.work / "scratch", ignore_errors=True)
+        # Each cell as it completes: a run cut short still leaves its numbers.
+        key = (data.name, workload, protocol)
+        medians = (
+            f"{name} {statistics.median(s.seconds for s in self.results[(*key, name)]):.3f} s"
+            for name in SERVERS
+        )
+        print("    " + ", ".join(medians), flush=True)
 
     def expect(self, git_dir: Path, head: str, what: str) -> Callable[[], None]:
         def check() -> None:
