@@ -384,20 +384,8 @@ def run_workloads(bench: Bench, data: Dataset, workloads: Sequence[str], protoco
     }
     for workload in workloads:
         make, fetches = makers[workload]
-        if workload == "depth-1":
-            # A shallow clone has only the tip commit: check it, not the whole history.
-            make = _shallow(bench, repo, data)
         for protocol in protocols if fetches else ["-"]:
             bench.cell(data, workload, protocol, make)
-
-
-def _shallow(bench: Bench, repo: str, data: Dataset) -> Callable:
-    def make(server: Server, run: int, config: list[str]):
-        dest = bench.scratch()
-        command = [*config, "clone", "-q", "--bare", "--depth", "1", server.url(repo), str(dest)]
-        return lambda: server.git.run(*command), bench.expect(dest, data.head, "shallow clone")
-
-    return make
 
 
 # Report
