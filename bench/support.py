@@ -293,3 +293,37 @@ def bigfiles_stream(count: int, size: int, seed: int = 3) -> bytes:
 
 def _committer(timestamp: int) -> bytes:
     return f"committer {_NAME} <{_EMAIL}> {timestamp} +0000\n".encode()
+
+
+# The whole process tree of a server: workers, and the git processes they run.
+
+
+def tree_pids(root: int) -> list[int]:
+    """``root`` and every live descendant, found through each thread's ``children``."""
+    pids, index = [root], 0
+    while index < len(pids):
+        try:
+            for task in Path(f"/proc/{pids[index]}/task").iterdir():
+                pids.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            pass  # the process exited while it was read
+        index += 1
+    return pids
+
+
+def tree_usage(root: int) -> tuple[float, float]:
+    """(resident MiB summed over the tree, CPU seconds of the tree so far).
+
+    CPU counts each live process's ``utime + stime`` and ``cutime + cstime``: a git child
+    that has exited and been waited for is in its parent's ``cutime``, so the difference
+    of two readings includes every ``pack-objects`` that ran in between.
+    """
+    rss, ticks = 0.0, 0
+    for pid in tree_pids(root):
+        rss += _rss_mib(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += sum(int(value) for value in fields[11:15])
+    return rss, ticks / os.sysconf("SC_CLK_TCK")
