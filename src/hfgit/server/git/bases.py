@@ -222,30 +222,33 @@ class RepositoryObjects:
         """``(type, size, chunks)`` of the object ``sha`` (binary); KeyError if absent."""
         found = self._locate(sha)
         if found is not None:
-            path, offset = found
-            return self._stream_record(path, offset, 0)
+            return self._stream_record(*found, 0)
         loose = self.store._get_shafile_path(sha_to_hex(sha))
         if os.path.exists(loose):
             return _stream_loose(loose)
         type_num, data = self.store.get_raw(sha)
         return type_num, len(data), iter([data])
 
-    def _locate(self, sha: bytes) -> tuple[str, int] | None:
-        for pack in self.store.packs:
-            try:
-                offset = pack.index.object_offset(sha)
-            except KeyError:
-                continue
-            return pack._basename + ".pack", offset
-        return None
+    def _locate(self, sha: bytes) -> tuple[int, str, int] | None:
+        """``(fd, pack name, offset)`` of ``sha`` in a pack, the fd a copy of the pack's
+        own open file: a concurrent repack that deletes the pack cannot take it away.
+        dulwich's lookup evicts a pack that disappeared and rescans, as git does."""
 
-    def _stream_record(self, path: str, offset: int, depth: int):
-        """The record at ``offset`` of the pack ``path``; a delta's base is resolved
-        first (into a file), then its instructions are inflated and applied."""
-        if depth > _MAX_CHAIN:
-            raise ApplyDeltaError(f"delta chain in {path} longer than {_MAX_CHAIN}")
-        fd = os.open(path, os.O_RDONLY)
+        def lookup(pack) -> tuple[int, str, int]:
+            offset = pack.index.object_offset(sha)
+            return os.dup(pack.data._file.fileno()), pack._basename, offset
+
         try:
+            return self.store._lookup_in_packs(lookup)
+        except KeyError:
+            return None
+
+    def _stream_record(self, fd: int, name: str, offset: int, depth: int):
+        """The record at ``offset`` of the pack open as ``fd`` (closed when done); a
+        delta's base is resolved first (into a file), then its instructions applied."""
+        try:
+            if depth > _MAX_CHAIN:
+                raise ApplyDeltaError(f"delta chain in {name} longer than {_MAX_CHAIN}")
             pack_type, size, data_at, _, delta_base = read_header(fd, offset, self.oid_length)
         except BaseException:
             os.close(fd)
@@ -254,14 +257,17 @@ class RepositoryObjects:
             return pack_type, size, _closing(fd, Inflating(fd, data_at, size))
         base = None
         try:
-            where = (path, delta_base) if isinstance(delta_base, int) else self._locate(delta_base)
-            if where is None:
-                raise KeyError(sha_to_hex(delta_base))
+            if isinstance(delta_base, int):
+                where = (os.dup(fd), name, delta_base)
+            else:
+                where = self._locate(delta_base)
+                if where is None:
+                    raise KeyError(sha_to_hex(delta_base))
             type_num, base = self._spill(*self._stream_record(*where, depth + 1))
             delta = b"".join(Inflating(fd, data_at, size))
             base_size, target_size, position = delta_sizes(delta)
             if base_size != base.size:
-                raise ApplyDeltaError(f"delta in {path} expects a base of {base_size} bytes")
+                raise ApplyDeltaError(f"delta in {name} expects a base of {base_size} bytes")
             with spill_file(self.spill_dir) as file:
                 apply_delta_streaming(base, delta, position, target_size, _FileSink(file))
         finally:
