@@ -13,7 +13,9 @@ before their deltas) and its fast path for small objects, but:
 - keeps a delta base in memory only while the bases held add up to at most
   :data:`BASE_BUDGET` (git's ``core.deltaBaseCacheLimit`` in spirit); any other base is
   written to a file in the quarantine and read back piecewise by the deltas against it,
-  which are applied as a stream, and the file is deleted once its last delta is done.
+  which are applied as a stream, and the file is deleted once its last delta is done;
+- takes the bases of a thin pack from :class:`~.bases.RepositoryObjects`, in steps
+  (dulwich's ``get_raw`` inflates them whole), held or spilled by the same budget.
 
 Commits, trees and tags are still held whole while they are checked (they must be
 parsed), and the delta instructions of one object are held while it is applied; both
@@ -22,56 +24,30 @@ are bounded by ``max_object_bytes`` before anything is inflated.
 
 from __future__ import annotations
 
-import binascii
-import os
-import tempfile
-import zlib
 from collections.abc import Iterator
 from typing import IO
 
 from dulwich.errors import ApplyDeltaError
 from dulwich.objects import Blob, object_class, sha_to_hex
-from dulwich.pack import (
-    OFS_DELTA,
-    REF_DELTA,
-    PackIndexer,
-    UnpackedObject,
-    apply_delta,
-)
+from dulwich.pack import PackIndexer, UnpackedObject, apply_delta
 
 from ...config import MiB
 from ...leaks import TokenScanner
+from .bases import (
+    Base,
+    Inflating,
+    RepositoryObjects,
+    apply_delta_streaming,
+    delta_sizes,
+    read_header,
+    spill_file,
+)
 from .checks import PackChecker
 
 #: Blobs larger than this are hashed as a stream, never held whole.
 STREAM_BYTES = 8 * MiB
 #: Most bytes of delta bases held in memory at once; the others wait in files.
 BASE_BUDGET = 32 * MiB
-_STEP = 1 * MiB
-
-
-class _Base:
-    """An object some deltas still wait for: in memory, or in a file of the quarantine."""
-
-    def __init__(self, users: int, size: int, data: bytes | None, path: str | None) -> None:
-        self.users = users
-        self.size = size
-        self.data = data
-        self.path = path
-        self._fd = os.open(path, os.O_RDONLY) if path else None
-
-    def read(self, offset: int, length: int) -> bytes:
-        if self.data is not None:
-            return self.data[offset : offset + length]
-        assert self._fd is not None
-        return os.pread(self._fd, length, offset)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        if self.path is not None:
-            os.unlink(self.path)
 
 
 class _Sink:
@@ -108,10 +84,12 @@ class _Sink:
 class CheckingIndexer(PackIndexer):
     """dulwich's pack indexer, bounded in memory, that hands every object to a checker."""
 
-    def __init__(self, *args, checker: PackChecker, spill_dir: str, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, *args, checker: PackChecker, repository: RepositoryObjects, **kwargs
+    ) -> None:
+        super().__init__(*args, resolve_ext_ref=repository.stream, **kwargs)
         self.checker = checker
-        self.spill_dir = spill_dir
+        self.spill_dir = repository.spill_dir
         self._held = 0
 
     def _result(self, unpacked: UnpackedObject):
@@ -134,17 +112,16 @@ class CheckingIndexer(PackIndexer):
             if base_sha not in self._pending_ref:
                 continue
             try:
-                type_num, chunks = self._resolve_ext_ref(base_sha)
+                type_num, size, chunks = self._resolve_ext_ref(base_sha)
             except KeyError:
                 continue  # may be an object of the pack, resolved later
             self._ext_refs.append(base_sha)
             self._pending_ref.pop(base_sha)
-            base = self._hold(chunks, len(pending))
-            del chunks
+            base = self._hold_stream(size, chunks, len(pending))
             yield from self._walk([(offset, type_num, base) for offset in pending])
         self._ensure_no_pending()
 
-    def _walk(self, todo: list[tuple[int, int, _Base | None]]) -> Iterator:
+    def _walk(self, todo: list[tuple[int, int, Base | None]]) -> Iterator:
         while todo:
             offset, type_num, base = todo.pop()
             might_be_base = bool(self._pending_ofs.get(offset) or self._pending_ref)
@@ -154,23 +131,32 @@ class CheckingIndexer(PackIndexer):
             yield entry
             children = [*self._pending_ofs.pop(offset, []), *self._pending_ref.pop(entry[0], [])]
             if children:
-                held = content if isinstance(content, _Base) else self._hold(content, 0)
+                held = content if isinstance(content, Base) else self._hold(content, 0)
                 held.users = len(children)
                 todo.extend((child, type_num, held) for child in children)
-            elif isinstance(content, _Base):
+            elif isinstance(content, Base):
                 content.close()
 
-    def _hold(self, content, users: int) -> _Base:
+    def _hold(self, content, users: int) -> Base:
         """Keep ``content`` for ``users`` deltas: in memory within the budget, else in a file."""
         data = content if isinstance(content, bytes) else b"".join(content)
         if self._held + len(data) <= BASE_BUDGET:
             self._held += len(data)
-            return _Base(users, len(data), data, None)
+            return Base(users, len(data), data, None)
         with self._spill_file() as file:
             file.write(data)
-        return _Base(users, len(data), None, file.name)
+        return Base(users, len(data), None, file.name)
 
-    def _release(self, base: _Base) -> None:
+    def _hold_stream(self, size: int, chunks: Iterator[bytes], users: int) -> Base:
+        """:meth:`_hold` for content that arrives in steps: a file is written as it comes."""
+        if self._held + size <= BASE_BUDGET:
+            return self._hold(b"".join(chunks), users)
+        with self._spill_file() as file:
+            for chunk in chunks:
+                file.write(chunk)
+        return Base(users, size, None, file.name)
+
+    def _release(self, base: Base) -> None:
         base.users -= 1
         if base.users <= 0:
             if base.data is not None:
@@ -178,11 +164,11 @@ class CheckingIndexer(PackIndexer):
             base.close()
 
     def _spill_file(self) -> IO[bytes]:
-        return tempfile.NamedTemporaryFile(dir=self.spill_dir, prefix="tmp_base_", delete=False)
+        return spill_file(self.spill_dir)
 
     # One object
 
-    def _resolve(self, offset: int, type_num: int, base: _Base | None, might_be_base: bool):
+    def _resolve(self, offset: int, type_num: int, base: Base | None, might_be_base: bool):
         """Index and check one object: ``(entry, content)``, content as chunks or a file."""
         assert self._file is not None
         pack_type, size, data_at, header = self._header(offset)
@@ -212,7 +198,7 @@ class CheckingIndexer(PackIndexer):
         try:
             scan = self.checker.scan_tokens and type_num == Blob.type_num
             sink = _Sink(self.hash_func, type_num, target_size, file, keep, scan)
-            _apply_streaming(base, delta, position, target_size, sink)
+            apply_delta_streaming(base, delta, position, target_size, sink)
         finally:
             if file is not None:
                 file.close()
@@ -240,7 +226,7 @@ class CheckingIndexer(PackIndexer):
         else:
             found = sink.scanner.found if sink.scanner is not None else set()
             self.checker.add_blob(sha_to_hex(sha), size, found)
-        content = _Base(0, size, None, file.name) if file is not None else sink.chunks
+        content = Base(0, size, None, file.name) if file is not None else sink.chunks
         return (sha, offset, crc32), content
 
     # Reading the pack through the file
@@ -248,25 +234,8 @@ class CheckingIndexer(PackIndexer):
     def _header(self, offset: int) -> tuple[int, int, int, bytes]:
         """``(pack type, declared size, offset of the zlib stream, header bytes)``."""
         assert self._file is not None
-        head = os.pread(self._file.fileno(), 64, offset)
-        position = 0
-        byte = head[0]
-        pack_type = (byte >> 4) & 0x07
-        size = byte & 0x0F
-        shift = 4
-        while byte & 0x80:
-            position += 1
-            byte = head[position]
-            size |= (byte & 0x7F) << shift
-            shift += 7
-        position += 1
-        if pack_type == OFS_DELTA:
-            while head[position] & 0x80:
-                position += 1
-            position += 1
-        elif pack_type == REF_DELTA:
-            position += len(self.hash_func().digest())
-        return pack_type, size, offset + position, head[:position]
+        oid_length = len(self.hash_func().digest())
+        return read_header(self._file.fileno(), offset, oid_length)[:4]
 
     def _inflate(self, data_at: int, size: int, header: bytes) -> tuple[bytes, int]:
         chunks: list[bytes] = []
@@ -279,83 +248,7 @@ class CheckingIndexer(PackIndexer):
         The copy before has already checked that it inflates to exactly ``size``.
         """
         assert self._file is not None
-        fd = self._file.fileno()
-        inflater = zlib.decompressobj()
-        crc32 = binascii.crc32(header)
-        position = data_at
-        total = 0
-        while not inflater.eof:
-            raw = os.pread(fd, 64 * 1024, position)
-            if not raw:
-                raise zlib.error("EOF before end of zlib stream")
-            pending = raw
-            while pending and not inflater.eof:
-                out = inflater.decompress(pending, _STEP)
-                pending = inflater.unconsumed_tail
-                total += len(out)
-                write(out)
-            used = len(raw) - len(inflater.unused_data) if inflater.eof else len(raw)
-            crc32 = binascii.crc32(raw[:used], crc32)
-            position += used
-        if total != size:
-            raise zlib.error(f"object inflates to {total} bytes, not {size}")
-        return crc32
-
-
-def delta_sizes(delta: bytes) -> tuple[int, int, int]:
-    """A delta's base size and target size, and where its instructions start.
-
-    Raises :class:`~dulwich.errors.ApplyDeltaError` when ``delta`` ends inside them.
-    """
-    position = 0
-    sizes = []
-    for _ in range(2):
-        value = shift = 0
-        while True:
-            if position >= len(delta):
-                raise ApplyDeltaError("delta ends inside its header")
-            byte = delta[position]
-            position += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        sizes.append(value)
-    return sizes[0], sizes[1], position
-
-
-def _apply_streaming(base: _Base, delta: bytes, position: int, target_size: int, sink) -> None:
-    """git's delta format, applied piece by piece: copies read from ``base`` in 1 MiB steps."""
-    end = len(delta)
-    while position < end:
-        op = delta[position]
-        position += 1
-        if op & 0x80:
-            copy_offset = copy_size = 0
-            for bit in range(4):
-                if op & (1 << bit):
-                    copy_offset |= delta[position] << (bit * 8)
-                    position += 1
-            for bit in range(3):
-                if op & (1 << (4 + bit)):
-                    copy_size |= delta[position] << (bit * 8)
-                    position += 1
-            copy_size = copy_size or 0x10000
-            if copy_offset + copy_size > base.size:
-                raise ApplyDeltaError("delta copies from past the end of its base")
-            while copy_size:
-                step = min(copy_size, _STEP)
-                sink.write(base.read(copy_offset, step))
-                copy_offset += step
-                copy_size -= step
-        elif op:
-            if position + op > end:
-                raise ApplyDeltaError("delta ends inside an insert")
-            sink.write(delta[position : position + op])
-            position += op
-        else:
-            raise ApplyDeltaError("invalid delta opcode 0")
-        if sink.length > target_size:
-            raise ApplyDeltaError("delta makes more than its declared target size")
-    if sink.length != target_size:
-        raise ApplyDeltaError(f"delta made {sink.length} bytes, not its declared {target_size}")
+        steps = Inflating(self._file.fileno(), data_at, size, header)
+        for chunk in steps:
+            write(chunk)
+        return steps.crc32

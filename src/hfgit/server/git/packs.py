@@ -15,13 +15,15 @@
 
 from __future__ import annotations
 
+import binascii
 import fcntl
 import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from io import BytesIO
+from typing import BinaryIO
 
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch
 from dulwich.file import GitFile
@@ -34,16 +36,19 @@ from dulwich.pack import (
     Pack,
     PackStreamCopier,
     UnpackedObject,
-    extend_pack,
+    compute_file_sha,
     iter_sha1,
+    pack_object_header,
     read_pack_header,
+    write_pack_header,
     write_pack_index,
 )
 from dulwich.repo import Repo
 
 from ...config import MiB
+from .bases import RepositoryObjects, delta_sizes
 from .checks import PackChecker, PackRejected
-from .indexer import CheckingIndexer, delta_sizes
+from .indexer import CheckingIndexer
 
 QUARANTINE_PREFIX = "incoming-"
 
@@ -84,7 +89,8 @@ class Quarantine:
         every object again only to see that it parses: the checker parses (strictly)
         every commit, tree and tag, and blobs always parse. Each object is inflated
         once for its id and checked while it is at hand. Bases of a thin pack come from
-        the repository and are appended, as git's ``index-pack --fix-thin`` does.
+        the repository and are appended, as git's ``index-pack --fix-thin`` does, by
+        :func:`complete_thin_pack` (dulwich's ``extend_pack`` reads each whole).
 
         While copying, :class:`BoundedPackStreamCopier` refuses any object whose declared
         inflated size is over ``max_object_bytes`` before inflating it, so the indexing
@@ -95,12 +101,9 @@ class Quarantine:
         read, recv = _bounded(read, recv, max_bytes)
         fd, path = tempfile.mkstemp(dir=self.path, prefix="tmp_pack_")
         with os.fdopen(fd, "w+b") as f:
+            repository = RepositoryObjects(store, self.path)
             indexer = CheckingIndexer(
-                f,
-                object_format.hash_func,
-                resolve_ext_ref=store.get_raw,
-                checker=checker,
-                spill_dir=self.path,
+                f, object_format.hash_func, checker=checker, repository=repository
             )
             copier = BoundedPackStreamCopier(
                 object_format.hash_func,
@@ -113,11 +116,11 @@ class Quarantine:
             copier.verify()
             f.flush()
             entries = list(indexer)
-            pack_sha, extra = extend_pack(
+            pack_sha, extra = complete_thin_pack(
                 f,
                 set(indexer.ext_refs()),
-                get_raw=store.get_raw,
-                object_format=object_format,
+                repository,
+                object_format,
                 compression_level=store.pack_compression_level,
             )
         entries.extend(extra)
@@ -147,6 +150,53 @@ class Quarantine:
             self.pack.close()
         shutil.rmtree(self.path, ignore_errors=True)
         os.close(self._held)
+
+
+def complete_thin_pack(
+    f: BinaryIO,
+    object_ids: Set[bytes],
+    repository: RepositoryObjects,
+    object_format,
+    *,
+    compression_level: int = -1,
+) -> tuple[bytes, list[tuple[bytes, int, int]]]:
+    """Append the bases ``object_ids`` from the repository to the pack ``f``, whole.
+
+    Byte for byte what dulwich's ``extend_pack`` writes (same order, header and zlib
+    level, so the index is the same too), but each base is inflated from the repository
+    and deflated again in steps instead of being read whole: a stream fed to zlib in
+    pieces deflates to the same bytes as when fed at once.
+    """
+    f.seek(0)
+    _version, num_objects = read_pack_header(f.read)
+    if object_ids:
+        f.seek(0)
+        write_pack_header(f.write, num_objects + len(object_ids))
+        f.flush()
+    pack_sha = compute_file_sha(
+        f, hash_func=object_format.hash_func, end_ofs=-object_format.oid_length
+    )
+    f.seek(0, os.SEEK_CUR)
+    entries = []
+    for object_id in object_ids:
+        type_num, size, chunks = repository.stream(object_id)
+        offset = f.tell()
+        header = bytes(pack_object_header(type_num, None, size, object_format=object_format))
+        crc32 = _write_hashed(f, header, pack_sha, 0)
+        compressor = zlib.compressobj(level=compression_level)
+        for chunk in chunks:
+            crc32 = _write_hashed(f, compressor.compress(chunk), pack_sha, crc32)
+        crc32 = _write_hashed(f, compressor.flush(), pack_sha, crc32)
+        entries.append((object_id, offset, crc32 & 0xFFFFFFFF))
+    digest = pack_sha.digest()
+    f.write(digest)
+    return digest, entries
+
+
+def _write_hashed(f: BinaryIO, data: bytes, pack_sha, crc32: int) -> int:
+    f.write(data)
+    pack_sha.update(data)
+    return binascii.crc32(data, crc32)
 
 
 def _bounded(read: Callable[[int], bytes], recv, max_bytes: int):
