@@ -18,6 +18,10 @@ def default_data_dir() -> Path:
     return Path(base) / "hfgit"
 
 
+#: gunicorn worker classes ``hfgit serve`` can run (``Settings.worker``).
+WORKERS = ("front", "gthread")
+
+
 def default_database_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'hfgit.db'}"
 
@@ -109,6 +113,10 @@ class Settings:
     max_requests_per_client: int = 8
     #: Seconds a stopping server (SIGTERM) gives requests in flight to finish.
     shutdown_grace: int = 30
+    #: gunicorn's worker: ``front`` (hfgit's, reads each request whole before a thread
+    #: serves it) or ``gthread`` (gunicorn's own, a thread per request as it arrives;
+    #: kept as the fallback, without the front's timeouts and per-client caps).
+    worker: str = "front"
 
     @property
     def embedded_database(self) -> bool:
@@ -193,6 +201,7 @@ class Settings:
                 "HFGIT_MAX_REQUESTS_PER_CLIENT", cls.max_requests_per_client
             ),
             shutdown_grace=_env_int("HFGIT_SHUTDOWN_GRACE", cls.shutdown_grace),
+            worker=_env_choice("HFGIT_WORKER", WORKERS, cls.worker),
         )
 
 

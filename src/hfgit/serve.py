@@ -28,6 +28,9 @@ from .config import Settings
 ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 
 
+WORKER_CLASSES = {"front": "hfgit.front.worker.FrontWorker", "gthread": "gthread"}
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     host: str = "127.0.0.1"
@@ -60,7 +63,7 @@ class GunicornServer(BaseApplication):
             "workers": options.workers,
             # Requests are read whole by each worker's event loop before a thread serves
             # them, so slow or stalled clients hold no thread (``hfgit.front``).
-            "worker_class": "hfgit.front.worker.FrontWorker",
+            "worker_class": WORKER_CLASSES[self.settings.worker],
             "threads": options.threads,
             "timeout": options.timeout,
             # SIGTERM: stop accepting, let requests in flight finish for this long.
