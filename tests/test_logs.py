@@ -88,12 +88,21 @@ def test_json_access_lines_carry_the_request_facts(json_hub: Hub, git: Git, tmp_
     status, headers, _ = http_request("GET", f"{hub.url}/healthz", headers={"X-Request-Id": token})
     fresh = re.fullmatch(r"[0-9a-f]{32}", headers["X-Request-Id"]) is not None
     assert status == 200 and fresh, "an unsafe request id was echoed"
-    status, _, _ = http_request("GET", f"{hub.url}/api/whoami-v2", token="hf_" + "x" * 34)
+    status, _, _ = http_request(
+        "GET",
+        f"{hub.url}/api/whoami-v2",
+        token="hf_" + "x" * 34,
+        headers={"X-Request-Id": "bad-token"},
+    )
     assert status == 401
     http_request("GET", f"{hub.url}/healthz", headers={"X-Request-Id": "the-end"})
 
     assert hub.log is not None
-    lines = _json_lines(log_after(hub, 0, '"request_id": "the-end"'))
+    # A line is written when its answer is closed, after the client has read it: wait
+    # for each line this test reads, in whatever order the workers wrote them.
+    for request_id in ("the-end", "abc-123"):
+        log_after(hub, 0, f'"request_id": "{request_id}"')
+    lines = _json_lines(log_after(hub, 0, '"request_id": "bad-token"'))
     access = [line for line in lines if "route" in line]
     push = next(line for line in access if line["route"] == "git.receive_pack")
     assert push["method"] == "POST"
