@@ -43,6 +43,7 @@ import dataclasses
 import os
 import shutil
 import statistics
+import string
 import sys
 import tempfile
 import time
@@ -193,7 +194,8 @@ def bench_scan(runs: int) -> None:
     """Push protection's token scan: the hardened push with and without it."""
     settings = Settings(data_dir=Path(tempfile.gettempdir()), database_url="sqlite://")
     limits = PushLimits.from_settings(settings)
-    line = b"see hf_abcdefghijklmnopqrstuvwxyzABCDEFGH, a token-shaped string, in text\n"
+    shaped = "hf_" + string.ascii_letters[:34]  # token-shaped, never a real token
+    line = f"see {shaped}, a token-shaped string, in text\n".encode()
     cases = {
         "4 x 7.5 MB random": {f"big{i}.bin": os.urandom(15 * MiB // 2) for i in range(4)},
         "30 MB text with hf_": {
