@@ -56,13 +56,13 @@ from support import (
     free_port,
     history_stream,
     load_average,
+    raw_dulwich_server,
     tree_usage,
 )
 
 from hfgit.accounts import Accounts
 from hfgit.config import MiB, Settings
 from hfgit.names import RepoId
-from hfgit.serve import ACCESS_LOG_FORMAT
 
 BENCH_DIR = Path(__file__).resolve().parent
 SERVERS = ("git", "dulwich", "http-backend", "raw-dulwich")
@@ -146,14 +146,9 @@ def start_hfgit(work: Path, engine: str) -> Server:
 def start_raw_dulwich(work: Path, git: Git) -> Server:
     root = work / "raw-dulwich"
     (root / USER).mkdir(parents=True)
-    port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread"]
-    command += ["--workers", str(WORKERS), "--threads", str(THREADS)]
-    command += ["--timeout", "600", "--keep-alive", "5", "--bind", f"127.0.0.1:{port}"]
-    command += ["--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT]
-    command += ["--no-control-socket", "--pythonpath", str(BENCH_DIR), "_dulwich_app:create_app()"]
-    env = {"BENCH_DULWICH_ROOT": str(root)}
-    process = ServerProcess.start(command, port, work / "raw-dulwich.log", probe="/", env=env)
+    process = raw_dulwich_server(
+        root, work / "raw-dulwich.log", workers=WORKERS, threads=THREADS, timeout=600
+    )
     return Server("raw-dulwich", process, "", lambda repo: git.init_bare(root / USER / repo), git)
 
 

@@ -67,7 +67,6 @@ from hfgit.accounts import Accounts
 from hfgit.config import MiB, Settings
 from hfgit.names import RepoId
 from hfgit.policy import Action
-from hfgit.serve import ACCESS_LOG_FORMAT
 from hfgit.server import create_app
 from hfgit.server.gate import Gate
 from hfgit.store import accounts as accounts_table
@@ -87,6 +86,7 @@ from support import (  # noqa: E402
     free_port,
     history_stream,
     load_average,
+    raw_dulwich_server,
 )
 
 SERVERS = ("gate", "dulwich", "http-backend")
@@ -156,14 +156,9 @@ def start_gate(work: Path, max_blob: int) -> tuple[Server, str]:
 def start_dulwich(work: Path, git: Git) -> Server:
     root = work / "dulwich-root"
     (root / USER).mkdir(parents=True)
-    port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread"]
-    command += ["--workers", str(WORKERS), "--threads", str(THREADS)]
-    command += ["--timeout", "120", "--keep-alive", "5", "--bind", f"127.0.0.1:{port}"]
-    command += ["--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT]
-    command += ["--no-control-socket", "--pythonpath", str(BENCH_DIR), "_dulwich_app:create_app()"]
-    env = {"BENCH_DULWICH_ROOT": str(root)}
-    process = ServerProcess.start(command, port, work / "dulwich.log", probe="/", env=env)
+    process = raw_dulwich_server(
+        root, work / "dulwich.log", workers=WORKERS, threads=THREADS, timeout=120
+    )
     return Server("dulwich", process, lambda repo, public: git.init_bare(root / USER / repo))
 
 

@@ -13,6 +13,7 @@ import os
 import random
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -327,3 +328,21 @@ def tree_usage(root: int) -> tuple[float, float]:
             continue
         ticks += sum(int(value) for value in fields[11:15])
     return rss, ticks / os.sysconf("SC_CLK_TCK")
+
+
+def raw_dulwich_server(
+    root: Path, log: Path, *, workers: int, threads: int, timeout: int
+) -> ServerProcess:
+    """dulwich's own WSGI app (``_dulwich_app``) under gunicorn with hfgit serve's worker
+    settings: the reference without hfgit's gate, serving bare repositories under ``root``."""
+    from hfgit.serve import ACCESS_LOG_FORMAT
+
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread"]
+    command += ["--workers", str(workers), "--threads", str(threads)]
+    command += ["--timeout", str(timeout), "--keep-alive", "5", "--bind", f"127.0.0.1:{port}"]
+    command += ["--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT]
+    bench_dir = str(Path(__file__).resolve().parent)
+    command += ["--no-control-socket", "--pythonpath", bench_dir, "_dulwich_app:create_app()"]
+    env = {"BENCH_DULWICH_ROOT": str(root)}
+    return ServerProcess.start(command, port, log, probe="/", env=env)
