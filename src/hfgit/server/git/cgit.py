@@ -27,7 +27,7 @@ from .engines import (
     read_all,
     register,
 )
-from .gitproc import GitBinary
+from .gitproc import PACK_MEMORY_CONFIG, GitBinary
 from .reach import check_wants
 from .slots import PackSlots
 from .wants import FetchLimits, FetchRefused, parse
@@ -49,6 +49,7 @@ class GitUploadPack:
             "uploadpack.allowAnySHA1InWant=true",
             "uploadpack.allowFilter=true",
             f"pack.threads={pack_threads}",
+            *PACK_MEMORY_CONFIG,
         )
 
     def _run(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -33,6 +34,19 @@ BASE_CONFIG = (
     "core.fsmonitor=false",
     "uploadpack.allowRefInWant=false",
     "uploadpack.allowSidebandAll=false",
+)
+#: What bounds a ``pack-objects``'s memory whatever the objects' sizes (``docs/limits.md``).
+#: Blobs over 16 MiB are copied as they are stored, never inflated whole into the delta
+#: window (``bigFileThreshold``); the window and the cache of found deltas are capped;
+#: and pack files are mapped in 16 MiB windows, at most 64 MiB at a time, because every
+#: mapped page read counts as the process's resident memory (a 125 MB pack sent whole
+#: would otherwise be 125 MB resident).
+PACK_MEMORY_CONFIG = (
+    "core.bigFileThreshold=16m",
+    "pack.windowMemory=64m",
+    "pack.deltaCacheSize=32m",
+    "core.packedGitWindowSize=16m",
+    "core.packedGitLimit=64m",
 )
 #: Most bytes of a git process's stderr kept for the log.
 STDERR_KEPT = 8 * 1024
@@ -184,7 +198,28 @@ class GitProcess:
 
 
 def _wait_exit(pid: int, timeout: float) -> None:
-    """Wait up to ``timeout`` for ``pid`` to exit, without reaping it."""
+    """Wait up to ``timeout`` for ``pid`` to exit, without reaping it.
+
+    git exits within a millisecond of its last byte, and the answer is complete only
+    once it has: a pidfd wakes the wait the moment it does, where polling would add its
+    interval to every request. Without pidfds (a sandbox may refuse them) it polls.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError:
+        _poll_exit(pid, timeout)
+        return
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.poll(timeout * 1000)
+    finally:
+        os.close(pidfd)
+
+
+def _poll_exit(pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -192,7 +227,7 @@ def _wait_exit(pid: int, timeout: float) -> None:
                 return
         except ChildProcessError:
             return
-        time.sleep(0.005)
+        time.sleep(0.001)
 
 
 #: Every git process not yet closed, killed if the worker exits first.

@@ -38,6 +38,7 @@ with a hole. Automatic maintenance never prunes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -51,6 +52,7 @@ from pathlib import Path
 
 from dulwich.repo import Repo
 
+from .gitproc import PACK_MEMORY_CONFIG
 from .refs import RepoBusy, repo_lock, try_lock_directory
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,10 @@ class Report:
     after: Counts
 
 
+#: The names of the loose-object directories, ``00`` to ``ff``.
+_FANOUT = frozenset(f"{prefix:02x}" for prefix in range(256))
+
+
 def count(path: str | os.PathLike) -> Counts:
     """Packs (with their index, not ``.keep``-protected) and loose objects of a repository.
 
@@ -107,11 +113,11 @@ def count(path: str | os.PathLike) -> Counts:
         and name[:-5] + ".keep" not in names
     )
     loose = 0
-    for prefix in range(256):
-        try:
-            loose += len(os.listdir(objects / f"{prefix:02x}"))
-        except FileNotFoundError:
-            continue
+    with contextlib.suppress(FileNotFoundError), os.scandir(objects) as entries:
+        for entry in entries:
+            if entry.name in _FANOUT and entry.is_dir():
+                with contextlib.suppress(FileNotFoundError):
+                    loose += len(os.listdir(entry.path))
     return Counts(packs, loose)
 
 
@@ -187,19 +193,14 @@ def _run_git(git: str, path: str | os.PathLike, arguments: list[str]) -> None:
 
     ``--git-dir`` names the repository, so nothing is discovered from the working
     directory; the repository's own config is hfgit's (nobody else writes it).
-    ``core.bigFileThreshold`` keeps big blobs whole, as pushes store them, and out of
-    pack-objects' delta window memory. git runs in a session of its own, so a timeout
+    :data:`.gitproc.PACK_MEMORY_CONFIG` keeps big blobs whole, as pushes store them, and
+    pack-objects' memory bounded, on one thread. git runs in a session of its own, so a timeout
     stops ``pack-objects`` too.
     """
-    command = [
-        git,
-        f"--git-dir={os.fspath(path)}",
-        "-c",
-        "core.bigFileThreshold=16m",
-        "-c",
-        "pack.threads=1",
-        *arguments,
-    ]
+    config = ("pack.threads=1", *PACK_MEMORY_CONFIG)
+    command = [git, f"--git-dir={os.fspath(path)}"]
+    command += [part for item in config for part in ("-c", item)]
+    command += arguments
     with tempfile.TemporaryDirectory(prefix="hfgit-git-home-") as home:
         process = subprocess.Popen(
             command,
