@@ -6,9 +6,9 @@ such a base whole, through an ``mmap`` of the repository's pack, and a base that
 itself a delta there costs its whole chain in memory. :class:`RepositoryObjects` instead
 inflates a base stored whole in a pack from the pack file at its offset, in steps of
 :data:`STEP`; a base stored as a delta is resolved link by link, each link written to a
-file of the quarantine and the next delta applied as a stream against it (as the
-indexer does with bases of the pushed pack). Only the instructions of one delta are
-held at a time.
+file of the quarantine (or held, when it is no bigger than a step) and the next delta
+applied as a stream against it (as the indexer does with bases of the pushed pack).
+Only the instructions of one delta and two links of at most a step are held at a time.
 """
 
 from __future__ import annotations
@@ -205,11 +205,25 @@ class _FileSink:
         self.length += len(data)
 
 
+class _BytesSink:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    @property
+    def length(self) -> int:
+        return len(self.data)
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
 class RepositoryObjects:
     """Objects of the repository as ``(type, size, chunks)``, inflated in bounded steps.
 
     Objects stored whole in a pack or loose are inflated as they are read; an object
-    stored as a delta has its base resolved into a file of ``spill_dir`` first. Objects
+    stored as a delta has its base resolved first: into memory when it is at most
+    :data:`STEP` bytes (most are: a temporary file for each would cost a push of 50
+    small commits more than its indexing), else into a file of ``spill_dir``. Objects
     found nowhere else (alternates) fall back to dulwich's ``get_raw``.
     """
 
@@ -268,15 +282,23 @@ class RepositoryObjects:
             base_size, target_size, position = delta_sizes(delta)
             if base_size != base.size:
                 raise ApplyDeltaError(f"delta in {name} expects a base of {base_size} bytes")
-            with spill_file(self.spill_dir) as file:
-                apply_delta_streaming(base, delta, position, target_size, _FileSink(file))
+            if target_size <= STEP:
+                sink = _BytesSink()
+                apply_delta_streaming(base, delta, position, target_size, sink)
+                result = Base(0, target_size, bytes(sink.data), None)
+            else:
+                with spill_file(self.spill_dir) as file:
+                    apply_delta_streaming(base, delta, position, target_size, _FileSink(file))
+                result = Base(0, target_size, None, file.name)
         finally:
             os.close(fd)
             if base is not None:
                 base.close()
-        return type_num, target_size, _draining(Base(0, target_size, None, file.name))
+        return type_num, target_size, _draining(result)
 
     def _spill(self, type_num: int, size: int, chunks: Iterator[bytes]) -> tuple[int, Base]:
+        if size <= STEP:
+            return type_num, Base(0, size, b"".join(chunks), None)
         with spill_file(self.spill_dir) as file:
             for chunk in chunks:
                 file.write(chunk)

@@ -15,6 +15,7 @@ import re
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from dulwich.config import ConfigFile
 from dulwich.errors import ObjectFormatException
@@ -70,6 +71,9 @@ _NTFS_DOTGITMODULES = re.compile(
 #: skipped cheaply): ``.``, ``g``/``G``, ``~`` and the UTF-8 lead bytes of the HFS+
 #: ignorable code points.
 _SUSPECT_FIRST = frozenset(b".gG~\xe2\xef")
+_DOTS = frozenset({b".", b".."})
+#: The fields of a parsed tree entry ``(name, mode, child)``.
+_NAME, _MODE, _CHILD = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 def _is_dotgit(name: bytes) -> bool:
@@ -112,40 +116,61 @@ def check_tree(sha: bytes, raw: bytes, oid_length: int, gitmodules: dict[bytes, 
     twice more) plus the checks git adds: ``.git`` in any spelling (HFS+, NTFS),
     ``.gitmodules`` (in any spelling) that is a symlink. ``.gitmodules`` blobs are
     collected in ``gitmodules``, with the entry name that makes them one.
+
+    A push's trees hold thousands of entries, so the checks run over whole lists first;
+    only a tree that fails one is walked entry by entry, for the message.
     """
     what = f"tree {sha.decode()}"
     try:
         entries = parse_tree(raw, oid_length, strict=True)
     except ValueError as error:  # ObjectFormatException is a ValueError too
         raise ObjectFormatException(f"{what}: {error}") from None
-    names: list[bytes] = []
-    keys: list[bytes] = []
-    children: list[tuple[bytes, bytes]] = []
+    names = list(map(_NAME, entries))
+    modes = set(map(_MODE, entries))
+    if (
+        not modes <= _VALID_MODES
+        or not all(names)
+        or not _DOTS.isdisjoint(names)
+        or b"/" in b"\0".join(names)
+    ):
+        _refuse_entry(what, entries, gitmodules)
+    for name, mode, child in [entry for entry in entries if entry[0][0] in _SUSPECT_FIRST]:
+        _check_suspect(what, name, mode, child, gitmodules)
+    if len(set(names)) != len(names):
+        raise ObjectFormatException(f"{what}: duplicate entries")
+    keys = names
+    if _DIR_MODE in modes:
+        keys = [name + b"/" if mode == _DIR_MODE else name for name, mode, _ in entries]
+    if keys != sorted(keys):
+        raise ObjectFormatException(f"{what}: entries not sorted")
+    if S_IFGITLINK in modes:
+        # A submodule's commit lives in another repository: not a link.
+        return [(child, name) for name, mode, child in entries if mode != S_IFGITLINK]
+    return list(zip(map(_CHILD, entries), names, strict=True))
+
+
+def _refuse_entry(what: str, entries, gitmodules: dict[bytes, bytes]) -> None:
+    """Raise for the first bad entry, checking each in turn."""
     for name, mode, child in entries:
         if mode not in _VALID_MODES:
             raise ObjectFormatException(f"{what}: invalid mode {mode:06o}")
-        if not name or name in (b".", b"..") or b"/" in name:
+        if not name or name in _DOTS or b"/" in name:
             raise ObjectFormatException(f"{what}: invalid entry name {_show(name)}")
         if name[0] in _SUSPECT_FIRST:
-            if _is_dotgit(name):
-                raise ObjectFormatException(
-                    f"{what}: entry {_show(name)} is .git on some filesystem"
-                )
-            if _is_gitmodules(name):
-                if mode == stat.S_IFLNK:
-                    raise ObjectFormatException(
-                        f"{what}: entry {_show(name)} is a .gitmodules that is a symlink"
-                    )
-                gitmodules.setdefault(child, name)
-        names.append(name)
-        keys.append(name + b"/" if mode == _DIR_MODE else name)
-        if mode != S_IFGITLINK:  # a submodule's commit lives in another repository
-            children.append((child, name))
-    if len(set(names)) != len(names):
-        raise ObjectFormatException(f"{what}: duplicate entries")
-    if keys != sorted(keys):
-        raise ObjectFormatException(f"{what}: entries not sorted")
-    return children
+            _check_suspect(what, name, mode, child, gitmodules)
+
+
+def _check_suspect(
+    what: str, name: bytes, mode: int, child: bytes, gitmodules: dict[bytes, bytes]
+) -> None:
+    if _is_dotgit(name):
+        raise ObjectFormatException(f"{what}: entry {_show(name)} is .git on some filesystem")
+    if _is_gitmodules(name):
+        if mode == stat.S_IFLNK:
+            raise ObjectFormatException(
+                f"{what}: entry {_show(name)} is a .gitmodules that is a symlink"
+            )
+        gitmodules.setdefault(child, name)
 
 
 def check_gitmodules(sha: bytes, data: bytes, name: bytes = b".gitmodules") -> None:
@@ -265,6 +290,15 @@ class TipReport:
     leaks: list[tuple[bytes, str, bytes]] = field(default_factory=list)
 
 
+def _spell(where: tuple | None) -> str:
+    """The path ``(parent's, name)`` stands for, as ``a/b/c``."""
+    names: list[str] = []
+    while where is not None:
+        where, name = where
+        names.append(name.decode("utf-8", "replace"))
+    return "/".join(reversed(names))
+
+
 def walk_tip(tip: bytes, graph: PackGraph, in_repo: Callable[[bytes], bool]) -> TipReport:
     """Everything reachable from ``tip`` is in the pack or in the repository.
 
@@ -276,26 +310,29 @@ def walk_tip(tip: bytes, graph: PackGraph, in_repo: Callable[[bytes], bool]) -> 
     """
     report = TipReport()
     seen: set[bytes] = set()
-    pending: list[tuple[bytes, str, bytes]] = [(tip, "", tip)]
+    # A path is kept as (parent's, name) and spelt out only for a file reported: most
+    # of a push's tree entries are files nobody names.
+    pending: list[tuple[bytes, tuple | None, bytes]] = [(tip, None, tip)]
     while pending:
-        sha, path, commit = pending.pop()
+        sha, where, commit = pending.pop()
         if sha in seen:
             continue
         seen.add(sha)
         if sha in graph.kinds:
             kind = graph.kinds[sha]
             if sha in graph.big_blobs:
-                report.big_files.append(path)
+                report.big_files.append(_spell(where))
             if sha in graph.leaked:
-                report.leaks.append((commit, path, sha))
+                report.leaks.append((commit, _spell(where), sha))
             if kind == Commit.type_num:
                 commit = sha
-            for child, name in graph.links.get(sha, ()):
-                child_path = path
-                if kind == Tree.type_num:
-                    child_path = f"{path}/{name.decode('utf-8', 'replace')}".lstrip("/")
-                pending.append((child, child_path, commit))
+            links = graph.links.get(sha, ())
+            if kind == Tree.type_num:
+                pending.extend((child, (where, name), commit) for child, name in links)
+            else:
+                pending.extend((child, where, commit) for child, _ in links)
         elif not in_repo(sha):
             report.missing = sha
             return report
+    return report
     return report
