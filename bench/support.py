@@ -123,7 +123,7 @@ class ServerProcess:
             children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         except FileNotFoundError:
             return 0.0
-        return max(_rss_mib(p) for p in (pid, *map(int, children)))
+        return max(rss_mib(p) for p in (pid, *map(int, children)))
 
     @contextmanager
     def peak_rss(self, peaks: list[float]) -> Iterator[None]:
@@ -150,13 +150,14 @@ class ServerProcess:
             peaks.append(seen[0])
 
 
-def _rss_mib(pid: int) -> float:
+def rss_mib(pid: int) -> float:
+    """The resident MiB of one process (0 once it has exited)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        pass
+    except (FileNotFoundError, ProcessLookupError):
+        pass  # the process exited meanwhile (a git child that finished)
     return 0.0
 
 
@@ -321,7 +322,7 @@ def tree_usage(root: int) -> tuple[float, float]:
     """
     rss, ticks = 0.0, 0
     for pid in tree_pids(root):
-        rss += _rss_mib(pid)
+        rss += rss_mib(pid)
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
