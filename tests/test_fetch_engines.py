@@ -113,3 +113,47 @@ def test_fetch_with_many_local_commits_negotiates_to_the_end(hub, git, tmp_path)
         result = git.run("fetch", "origin", cwd=clone, token=target.token, check=False)
         assert result.returncode == 0, result.stderr
         assert f"origin/{orphan}" in result.stderr
+
+
+def test_dulwich_serves_a_tip_that_moves_after_the_want_check(tmp_path, monkeypatch):
+    """A push lands between the fetch rules' check (the want was a tip) and the moment
+    dulwich reads the refs (it no longer is): the want was allowed, so it is served.
+
+    Found by ``bench/mixed_load.py``: dulwich answered "Client wants invalid object",
+    which reached the client as a 400. The push is made to land exactly there.
+    """
+    from io import BytesIO
+
+    from dulwich.repo import Repo
+
+    from hfgit.config import Settings
+    from hfgit.server.git import engines
+    from hfgit.server.git.engines import UPLOAD_PACK, DulwichUploadPack, EngineContext, GitSession
+    from hfgit.server.git.wants import FetchLimits
+
+    git = Git(tmp_path / "home", "v0")  # git talks to the repository directly here
+    path = tmp_path / "repo.git"
+    git.run("init", "-q", "--bare", "-b", "main", str(path))
+    work = tmp_path / "work"
+    git.run("init", "-q", "-b", "main", str(work))
+    git.run("remote", "add", "origin", str(path), cwd=work)
+    wanted = git.commit(work, {"a.txt": "a\n"})
+    git.run("push", "-q", "origin", "main", cwd=work)
+    pushed = git.commit(work, {"a.txt": "b\n"})
+    checked = engines.check_wants
+
+    def check_then_push(repo, wants, binary):
+        result = checked(repo, wants, binary)
+        git.run("push", "-q", "origin", "main", cwd=work)
+        return result
+
+    monkeypatch.setattr(engines, "check_wants", check_then_push)
+    settings = Settings.load(tmp_path / "data")
+    context = EngineContext(FetchLimits.from_settings(settings), None, lambda *args: None)
+    body = pkt(f"want {wanted} {UPLOAD_CAPS}\n") + FLUSH + pkt("done\n")
+    out = bytearray()
+    with Repo(str(path)) as repo:
+        session = GitSession(UPLOAD_PACK, repo, None, None)
+        DulwichUploadPack(context).serve(session, BytesIO(body).read, out.extend)
+        assert repo.refs[b"refs/heads/main"] == pushed.encode()
+    assert b"PACK" in out and b"ERR" not in out[:64]

@@ -26,15 +26,13 @@ WALK_SECONDS = 60
 _SHA = re.compile(rb"[0-9a-f]{40}")
 
 
-def check_wants(repo: Repo, wants: Iterable[bytes], git: GitBinary | None) -> set[bytes]:
-    """Refuse the request unless every want is reachable; return the wants that are not
-    tips (an engine that checks tips itself needs to know they were allowed)."""
+def check_wants(repo: Repo, wants: Iterable[bytes], git: GitBinary | None) -> None:
+    """Refuse the request unless every want is a tip or reachable from one."""
     refs = repo.get_refs()
     tips = set(refs.values())
     rest = set(wants) - tips
     if not rest:
-        return set()
-    non_tips = set(rest)
+        return
     absent = [sha for sha in rest if sha not in repo.object_store]
     if absent:  # no walk can find it: refused at the price of an index lookup
         raise FetchRefused(f"upload-pack: not our ref {min(absent).decode('ascii')}")
@@ -49,7 +47,6 @@ def check_wants(repo: Repo, wants: Iterable[bytes], git: GitBinary | None) -> se
             _walk_with_dulwich(repo, tips, rest, deadline)
     if rest:
         raise FetchRefused(f"upload-pack: not our ref {min(rest).decode('ascii')}")
-    return non_tips
 
 
 def _walk_with_git(
