@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import os
 import select
+import selectors
 import shutil
 import signal
 import subprocess
@@ -108,11 +110,14 @@ class GitBinary:
 
 
 class GitProcess:
-    """One git process: input fed by a thread, output read in bounded chunks.
+    """One git process: input written without deadlock, output read in bounded chunks.
 
-    A thread writes ``input`` so that git can answer (and fill its stdout pipe) before it
-    has read everything, without either side blocking the other; another keeps the
-    first :data:`STDERR_KEPT` bytes of stderr and discards the rest.
+    Input that fits in the pipe (a fetch request nearly always does) is written at once;
+    a larger one is fed by a thread, so that git can answer (and fill its stdout pipe)
+    before it has read everything, without either side blocking the other. stderr is
+    read in the same loop as stdout, so git never blocks on it either; its first
+    :data:`STDERR_KEPT` bytes are kept. A thread per pipe would cost a request more than
+    git's own run on a small repository.
     """
 
     def __init__(
@@ -136,13 +141,16 @@ class GitProcess:
         )
         _LIVE.add(self)
         self.stderr = b""
+        self._kept = bytearray()
         self._finished = False
-        self._threads = [
-            threading.Thread(target=self._feed, args=(input,), daemon=True),
-            threading.Thread(target=self._drain_stderr, daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._feeder: threading.Thread | None = None
+        stdin = self.popen.stdin
+        assert stdin is not None
+        if len(input) <= fcntl.fcntl(stdin.fileno(), fcntl.F_GETPIPE_SZ):
+            self._feed(input)  # an empty pipe takes it all without blocking
+        else:
+            self._feeder = threading.Thread(target=self._feed, args=(input,), daemon=True)
+            self._feeder.start()
 
     def _feed(self, data: bytes) -> None:
         stdin = self.popen.stdin
@@ -157,21 +165,26 @@ class GitProcess:
             with contextlib.suppress(OSError):
                 stdin.close()
 
-    def _drain_stderr(self) -> None:
-        stderr = self.popen.stderr
-        assert stderr is not None
-        kept = bytearray()
-        while chunk := stderr.read(CHUNK):
-            if len(kept) < STDERR_KEPT:
-                kept += chunk[: STDERR_KEPT - len(kept)]
-        self.stderr = bytes(kept)
+    def _keep_stderr(self, chunk: bytes) -> None:
+        if len(self._kept) < STDERR_KEPT:
+            self._kept += chunk[: STDERR_KEPT - len(self._kept)]
 
     def chunks(self) -> Iterator[bytes]:
         """git's stdout, at most :data:`CHUNK` bytes at a time, as it comes."""
-        stdout = self.popen.stdout
-        assert stdout is not None
-        while chunk := stdout.read1(CHUNK):
-            yield chunk
+        assert self.popen.stdout is not None and self.popen.stderr is not None
+        stdout, stderr = self.popen.stdout.fileno(), self.popen.stderr.fileno()
+        with selectors.DefaultSelector() as selector:
+            selector.register(stdout, selectors.EVENT_READ)
+            selector.register(stderr, selectors.EVENT_READ)
+            while stdout in selector.get_map():
+                for key, _ in selector.select():
+                    chunk = os.read(key.fd, CHUNK)
+                    if not chunk:
+                        selector.unregister(key.fd)
+                    elif key.fd == stdout:
+                        yield chunk
+                    else:
+                        self._keep_stderr(chunk)
         self._finished = True
 
     def close(self, grace: float = 5.0) -> int:
@@ -180,7 +193,8 @@ class GitProcess:
         A process whose output was read to the end gets ``grace`` seconds to exit by
         itself; any other (the client went away, an error) is killed at once. The group
         is killed before git itself is reaped: until then its pid, which is the group's
-        id, cannot be reused, so the signal reaches no stranger.
+        id, cannot be reused, so the signal reaches no stranger. What is left of stderr
+        is read then: nobody can write to it any more.
         """
         pid = self.popen.pid
         if self._finished:
@@ -189,10 +203,14 @@ class GitProcess:
         if self.popen.stdout is not None:
             self.popen.stdout.close()
         status = self.popen.wait()
-        for thread in self._threads:
-            thread.join(timeout=grace)
+        if self._feeder is not None:
+            self._feeder.join(timeout=grace)
         if self.popen.stderr is not None:
+            with contextlib.suppress(OSError):
+                while chunk := os.read(self.popen.stderr.fileno(), CHUNK):
+                    self._keep_stderr(chunk)
             self.popen.stderr.close()
+        self.stderr = bytes(self._kept)
         _LIVE.discard(self)
         return status
 

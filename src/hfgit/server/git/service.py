@@ -152,9 +152,9 @@ class GitService(Surface):
             # The client went away or stayed silent past the read timeout.
             refusal, cause = Refusal(408, f"{service} request body timed out or broke off."), error
         if refusal is not None:
+            log.warning("%s on %s stopped: %r", service, session.record.repo_id, cause)
             if write is None:
                 return self.refuse(refusal, request)(request.environ, start_response)
-            log.warning("%s on %s stopped: %s", service, session.record.repo_id, cause)
         if write is None:
             write_out(b"")
         return []
