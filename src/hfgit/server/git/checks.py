@@ -15,7 +15,8 @@ import re
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter
+from itertools import compress
+from operator import itemgetter, not_
 
 from dulwich.config import ConfigFile
 from dulwich.errors import ObjectFormatException
@@ -74,6 +75,8 @@ _SUSPECT_FIRST = frozenset(b".gG~\xe2\xef")
 _DOTS = frozenset({b".", b".."})
 #: The fields of a parsed tree entry ``(name, mode, child)``.
 _NAME, _MODE, _CHILD = itemgetter(0), itemgetter(1), itemgetter(2)
+#: The object a link ``(child, name)`` of :attr:`PackGraph.links` points at.
+_LINKED = itemgetter(0)
 
 
 def _is_dotgit(name: bytes) -> bool:
@@ -327,10 +330,13 @@ def walk_tip(tip: bytes, graph: PackGraph, in_repo: Callable[[bytes], bool]) -> 
             if kind == Commit.type_num:
                 commit = sha
             links = graph.links.get(sha, ())
+            # Most entries of a push's trees are files every other tree of the push
+            # holds too: the ones already walked are dropped in C, before any tuple.
+            fresh = compress(links, map(not_, map(seen.__contains__, map(_LINKED, links))))
             if kind == Tree.type_num:
-                pending.extend((child, (where, name), commit) for child, name in links)
+                pending.extend((child, (where, name), commit) for child, name in fresh)
             else:
-                pending.extend((child, where, commit) for child, _ in links)
+                pending.extend((child, where, commit) for child, _ in fresh)
         elif not in_repo(sha):
             report.missing = sha
             return report
