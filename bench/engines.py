@@ -61,6 +61,7 @@ from support import (
     Git,
     ServerProcess,
     bigfiles_stream,
+    closing_line,
     free_port,
     history_stream,
     load_average,
@@ -564,10 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for server in servers:
             server.process.stop()
     print("\n".join(["", *machine_facts(), f"nproc: {os.cpu_count()}", "", *lines]))
-    print(
-        f"\ntotal {time.perf_counter() - started:.0f} s; load average before {load_before}, "
-        f"after {load_average()}"
-    )
+    print("\n" + closing_line(started, load_before))
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -53,6 +53,7 @@ from support import (
     BenchError,
     Git,
     ServerProcess,
+    closing_line,
     free_port,
     history_stream,
     load_average,
@@ -443,10 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     roles = ", ".join(f"{count} {role}" for role, count in ROLES.items())
     print("\n".join(["", *machine_facts(), f"nproc: {os.cpu_count()}", f"clients: {roles}", ""]))
     print("\n".join(lines))
-    print(
-        f"\ntotal {time.perf_counter() - started:.0f} s; load average before {load_before}, "
-        f"after {load_average()}"
-    )
+    print("\n" + closing_line(started, load_before))
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

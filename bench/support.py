@@ -52,6 +52,13 @@ def load_average(windows: int = 3, digits: int = 2) -> str:
     return " ".join(f"{value:.{digits}f}" for value in os.getloadavg()[:windows])
 
 
+def closing_line(started: float, load_before: str) -> str:
+    """A benchmark's last line: how long it ran (since ``time.perf_counter()`` was
+    ``started``) and the machine's load before and after."""
+    spent = time.perf_counter() - started
+    return f"total {spent:.0f} s; load average before {load_before}, after {load_average()}"
+
+
 # Server processes
 
 
