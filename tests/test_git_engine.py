@@ -24,7 +24,7 @@ from hfgit.config import Settings
 from hfgit.server.git.reach import check_wants
 from hfgit.server.git.slots import PackSlots
 from hfgit.server.git.wants import FetchRefused
-from hubtest import Git, Hub, running_hub
+from hubtest import Git, Hub, http_request, running_hub
 
 
 @pytest.fixture(scope="module")
@@ -328,3 +328,32 @@ def test_bad_engine_settings_are_refused(monkeypatch, tmp_path, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=name):
         Settings.load(tmp_path)
+
+
+def test_v2_capabilities_are_what_git_itself_advertises(hub, git, tmp_path):
+    """The git engine keeps protocol v2's first answer (capabilities, no refs) once git
+    has given it; every answer after that is still the one git gives this repository."""
+    import subprocess
+
+    from hfgit.server.git.cgit import GitUploadPack
+    from hfgit.server.git.gitproc import GitBinary
+
+    target = PushTarget.create(hub, git, tmp_path)
+    binary = GitBinary.find(tmp_path)
+    assert binary is not None
+    argv = binary.argv(GitUploadPack(binary, None, None, 1).config, "upload-pack")
+    own = subprocess.run(
+        [*argv, "--stateless-rpc", "--advertise-refs", str(target.path)],
+        capture_output=True,
+        env=binary.environment(protocol_v2=True),
+        cwd=tmp_path,
+        check=True,
+    ).stdout
+    assert b"version 2" in own and b"ls-refs" in own
+    url = f"{target.url}/info/refs?service=git-upload-pack"
+    for _ in range(3):
+        status, _, body = http_request(
+            "GET", url, token=target.token, headers={"Git-Protocol": "version=2"}
+        )
+        assert status == 200
+        assert body == pkt("# service=git-upload-pack\n") + FLUSH + own

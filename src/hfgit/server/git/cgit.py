@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
 
 from ..refusal import Refusal
@@ -51,6 +52,9 @@ class GitUploadPack:
             f"pack.threads={pack_threads}",
             *PACK_MEMORY_CONFIG,
         )
+        #: Protocol v2's capability advertisement by object id length (sha1, sha256).
+        self._v2_capabilities: dict[int, bytes] = {}
+        self._v2_lock = threading.Lock()
 
     def _run(
         self,
@@ -59,8 +63,9 @@ class GitUploadPack:
         *options: str,
         body: bytes,
         pass_fds: tuple[int, ...] = (),
-    ) -> None:
-        """Run upload-pack on the repository the gate resolved, relaying its answer."""
+    ) -> int:
+        """Run upload-pack on the repository the gate resolved, relaying its answer;
+        returns git's exit status."""
         process = self.git.spawn(
             self.config,
             "upload-pack",
@@ -88,14 +93,38 @@ class GitUploadPack:
                 process.stderr.decode("utf-8", "replace").strip()[-500:],
             )
             if not wrote:
-                raise FetchRefused("upload-pack: the server could not answer this request")
+                raise FetchRefused("upload-pack: this repository's storage is unavailable")
+        return status
 
     def advertise(self, session: GitSession, write: Callable[[bytes], object]) -> None:
         try:
-            self._run(session, write, "--advertise-refs", body=b"")
+            if session.protocol_v2:
+                write(self._capabilities(session))
+            else:
+                self._run(session, write, "--advertise-refs", body=b"")
         except FetchRefused:
             # git could not read the repository (logged): the storage's fault, not the client's.
             raise Refusal(503, "This repository's storage is unavailable.") from None
+
+    def _capabilities(self, session: GitSession) -> bytes:
+        """Protocol v2's first answer, which lists capabilities and no refs.
+
+        It depends on git's version, its command line and the repository's config and
+        object format; hfgit writes every repository's config alike, so git runs for it
+        once per object format and worker, not on every v2 fetch and ls-remote.
+        """
+        oid_length = session.repo.object_format.hex_length
+        with self._v2_lock:
+            known = self._v2_capabilities.get(oid_length)
+        if known is not None:
+            return known
+        chunks: list[bytes] = []
+        status = self._run(session, chunks.append, "--advertise-refs", body=b"")
+        answer = b"".join(chunks)
+        if status == 0:
+            with self._v2_lock:
+                self._v2_capabilities[oid_length] = answer
+        return answer
 
     def serve(
         self,
