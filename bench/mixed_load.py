@@ -232,12 +232,16 @@ class Client:
     def _lfs(self, tally: Tally) -> None:
         data = os.urandom(LFS_BYTES)
         oid = hashlib.sha256(data).hexdigest()
-        self._lfs_transfer("upload", oid, data)
-        if self._lfs_transfer("download", oid, None) != data:
+        upload = self._lfs_batch("upload", oid)
+        _follow(upload["upload"], "PUT", data)
+        verify = json.dumps({"oid": oid, "size": LFS_BYTES}).encode()
+        _follow(upload["verify"], "POST", verify, {"Content-Type": LFS_MEDIA})
+        if _follow(self._lfs_batch("download", oid)["download"], "GET") != data:
             raise BenchError(f"LFS object {oid} came back different")
         tally.done += 1
 
-    def _lfs_transfer(self, operation: str, oid: str, data: bytes | None) -> bytes:
+    def _lfs_batch(self, operation: str, oid: str) -> dict:
+        """The actions the batch API gives for one object of :data:`LFS_BYTES`."""
         batch = {"operation": operation, "transfers": ["basic"]}
         batch["objects"] = [{"oid": oid, "size": LFS_BYTES}]
         status, body = self.hub.request(
@@ -248,22 +252,7 @@ class Client:
         )
         if status != 200:
             raise BenchError(f"LFS batch {operation} answered {status}: {body[:300]!r}")
-        actions = json.loads(body)["objects"][0].get("actions", {})
-        received = b""
-        for name in (operation, "verify") if operation == "upload" else (operation,):
-            action = actions[name]
-            payload = data if name == "upload" else None
-            headers = dict(action.get("header", {}))
-            if name == "verify":
-                payload = json.dumps({"oid": oid, "size": LFS_BYTES}).encode()
-                headers["Content-Type"] = LFS_MEDIA
-            method = {"upload": "PUT", "verify": "POST", "download": "GET"}[name]
-            request = urllib.request.Request(
-                action["href"], data=payload, method=method, headers=headers
-            )
-            with urllib.request.urlopen(request, timeout=120) as response:
-                received = response.read()
-        return received
+        return json.loads(body)["objects"][0]["actions"]
 
     def _api(self, tally: Tally) -> None:
         for path in (
@@ -274,6 +263,18 @@ class Client:
             if status != 200 or not body:
                 raise BenchError(f"GET {path} answered {status}: {body[:300]!r}")
         tally.done += 1
+
+
+def _follow(action: dict, method: str, body: bytes | None = None, headers=None) -> bytes:
+    """One LFS action (``href`` and its ``header``); returns the answer's body."""
+    request = urllib.request.Request(
+        action["href"],
+        data=body,
+        method=method,
+        headers={**action.get("header", {}), **(headers or {})},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return response.read()
 
 
 def run_clients(clients: Sequence[Client], seconds: float) -> dict[str, Tally]:

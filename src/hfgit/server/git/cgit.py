@@ -25,13 +25,12 @@ from .engines import (
     GitSession,
     ServiceHandler,
     dulwich_engine,
-    read_all,
+    read_fetch,
     register,
 )
 from .gitproc import PACK_MEMORY_CONFIG, GitBinary
-from .reach import check_wants
 from .slots import PackSlots
-from .wants import FetchLimits, FetchRefused, parse
+from .wants import FetchLimits, FetchRefused
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +131,11 @@ class GitUploadPack:
         read: Callable[[int], bytes],
         write: Callable[[bytes], object],
     ) -> None:
-        body = read_all(read)
-        request = parse(body, self.limits, v2=session.protocol_v2, allow_filter=True)
-        if request.command is None:
+        v2 = session.protocol_v2
+        checked = read_fetch(session, read, self.limits, self.git, v2=v2, allow_filter=True)
+        if checked is None:
             return
-        check_wants(session.repo, request.wants, self.git)
+        body, request = checked
         if request.command == "ls-refs":
             self._run(session, write, body=body)
             return

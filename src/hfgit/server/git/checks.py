@@ -341,4 +341,3 @@ def walk_tip(tip: bytes, graph: PackGraph, in_repo: Callable[[bytes], bool]) -> 
             report.missing = sha
             return report
     return report
-    return report

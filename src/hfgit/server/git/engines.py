@@ -24,7 +24,7 @@ from .protocol import StrictProtocol
 from .push import HardenedReceivePackHandler, LiveTokens, PushLimits
 from .reach import check_wants
 from .refs import Command
-from .wants import FetchLimits, parse
+from .wants import FetchLimits, FetchRequest, parse
 
 UPLOAD_PACK = "git-upload-pack"
 RECEIVE_PACK = "git-receive-pack"
@@ -142,11 +142,11 @@ class DulwichUploadPack:
         read: Callable[[int], bytes],
         write: Callable[[bytes], object],
     ) -> None:
-        body = read_all(read)
-        request = parse(body, self.context.fetch_limits, v2=False, allow_filter=False)
-        if request.command is None:
+        limits, git = self.context.fetch_limits, self.context.git
+        checked = read_fetch(session, read, limits, git, v2=False, allow_filter=False)
+        if checked is None:
             return
-        check_wants(session.repo, request.wants, self.context.git)
+        body, request = checked
         proto = StrictProtocol(BytesIO(body).read, write)
         # Every want is allowed now, tips included: the refs dulwich reads next may have
         # moved since (a push landed), and a tip then is a want it would refuse.
@@ -178,6 +178,25 @@ class DulwichService:
 
 def _no_input(size: int = -1) -> bytes:
     return b""
+
+
+def read_fetch(
+    session: GitSession,
+    read: Callable[[int], bytes],
+    limits: FetchLimits,
+    git: GitBinary | None,
+    *,
+    v2: bool,
+    allow_filter: bool,
+) -> tuple[bytes, FetchRequest] | None:
+    """A fetch request read whole and held to the fetch rules, the same for every
+    engine (:mod:`.wants`, then :func:`.reach.check_wants`); None when it asks nothing."""
+    body = read_all(read)
+    request = parse(body, limits, v2=v2, allow_filter=allow_filter)
+    if request.command is None:
+        return None
+    check_wants(session.repo, request.wants, git)
+    return body, request
 
 
 def read_all(read: Callable[[int], bytes]) -> bytes:

@@ -152,7 +152,10 @@ class GitService(Surface):
             # The client went away or stayed silent past the read timeout.
             refusal, cause = Refusal(408, f"{service} request body timed out or broke off."), error
         if refusal is not None:
-            log.warning("%s on %s stopped: %r", service, session.record.repo_id, cause)
+            # Refused before any answer is the client's doing as a rule (a malformed
+            # request), but the cause must be in the log: a 400 alone says nothing.
+            level = logging.INFO if write is None else logging.WARNING
+            log.log(level, "%s on %s stopped: %r", service, session.record.repo_id, cause)
             if write is None:
                 return self.refuse(refusal, request)(request.environ, start_response)
         if write is None:
